@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Provide etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubelet, kube-proxy
-# and kubectl at ONE pinned Kubernetes version, in a cache outside git.
+# and kubectl at ONE pinned Kubernetes version (plus helm), in a cache outside git.
 #
 # Steps:
 #   1. If $KUBEBUILDER_ASSETS holds etcd + kube-apiserver (envtest's convention), use it.
@@ -13,6 +13,7 @@ set -euo pipefail
 
 K8S_VERSION="${K8S_VERSION:-v1.34.4}"
 ETCD_VERSION="${ETCD_VERSION:-v3.5.21}"
+HELM_VERSION="${HELM_VERSION:-v3.19.0}"
 CACHE="${DBMIGRATE_CACHE:-$HOME/.cache/dbmigrate}"
 # Which binaries to build: the control plane by default, the whole node with WANT=all.
 WANT="${WANT:-control-plane}"
@@ -93,6 +94,15 @@ if [[ ! -x "$BIN/etcd" || ! -f "$BIN/.etcd.stamp" ]]; then
   mv "$BIN/etcd.tmp" "$BIN/etcd"
   touch "$BIN/.etcd.stamp"
   log "built etcd in $((SECONDS - start))s"
+fi
+
+# Helm renders the chart the tests install (the same artefact users install).
+if [[ ! -x "$BIN/helm" || ! -f "$BIN/.helm-$HELM_VERSION.stamp" ]]; then
+  log "building helm $HELM_VERSION"
+  start=$SECONDS
+  GOBIN="$BIN" CGO_ENABLED=0 go install -trimpath -ldflags "-s -w" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" >&2
+  touch "$BIN/.helm-$HELM_VERSION.stamp"
+  log "built helm in $((SECONDS - start))s"
 fi
 
 echo "$BIN"

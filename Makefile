@@ -1,0 +1,48 @@
+# dbmigrate — the two commands that matter: `make run` and `make test`.
+# Everything they need is installed on demand and cached outside git
+# (~/.cache/dbmigrate for Kubernetes/PostgreSQL builds, .venv for Python).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
+PYTEST_ARGS ?=
+
+.PHONY: help venv k8s-bins lint test test-unit test-integration run clean
+
+help:
+	@echo "make run    - start the operator against \$$KUBECONFIG's cluster, or an embedded control plane"
+	@echo "make test   - install what the tests need, lint, run every test tier"
+	@echo "make lint | test-unit | test-integration | k8s-bins"
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	@rm -f $(VENV)/.installed-* && touch $@
+
+venv: $(STAMP)
+
+k8s-bins:
+	@bash hack/k8s-bins.sh >/dev/null
+
+lint: venv
+	$(VENV)/bin/ruff check operator tests hack
+	$(VENV)/bin/mypy operator
+	$(VENV)/bin/lint-imports
+
+test-unit: venv
+	$(VENV)/bin/pytest tests/unit -q $(PYTEST_ARGS)
+
+test-integration: venv k8s-bins
+	$(VENV)/bin/pytest tests/integration -q $(PYTEST_ARGS)
+
+# One pytest run over every tier, so CI prints one summary line with all counts.
+test: venv k8s-bins lint
+	$(VENV)/bin/pytest tests -q -rfE $(PYTEST_ARGS)
+
+run: venv k8s-bins
+	@bash hack/run.sh
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,57 @@
+"""Operator configuration from the environment (the Helm chart sets these variables)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+DEFAULT_IMAGES = {15: "postgres:15", 16: "postgres:16", 17: "postgres:17", 18: "postgres:18"}
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def _images(text: str | None) -> dict[int, str]:
+    """DBMIGRATE_IMAGES='15=postgres:15,17=registry.local/pg:17' overrides the defaults."""
+    images = dict(DEFAULT_IMAGES)
+    for item in filter(None, (text or "").replace(";", ",").split(",")):
+        major, sep, image = item.strip().partition("=")
+        if not sep or not major.strip().isdigit() or not image.strip():
+            raise ConfigError(
+                f"DBMIGRATE_IMAGES entry {item!r} must look like '17=postgres:17' (major=image)"
+            )
+        images[int(major)] = image.strip()
+    return images
+
+
+def _float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError as e:
+        raise ConfigError(f"{name}={raw!r} must be a number of seconds") from e
+    if value <= 0:
+        raise ConfigError(f"{name}={raw!r} must be positive")
+    return value
+
+
+@dataclass(frozen=True)
+class Config:
+    # How often every Migration is reconciled even when nothing changed (level-based safety net).
+    resync_seconds: float = 30.0
+    images: dict[int, str] = field(default_factory=lambda: dict(DEFAULT_IMAGES))
+    log_format: str = "text"
+
+    @staticmethod
+    def from_env() -> Config:
+        fmt = os.environ.get("DBMIGRATE_LOG_FORMAT", "text")
+        if fmt not in ("text", "json"):
+            raise ConfigError(f"DBMIGRATE_LOG_FORMAT={fmt!r} must be text or json")
+        return Config(
+            resync_seconds=_float("DBMIGRATE_RESYNC_SECONDS", 30.0),
+            images=_images(os.environ.get("DBMIGRATE_IMAGES")),
+            log_format=fmt,
+        )

@@ -1,0 +1,95 @@
+"""kopf glue: every trigger (create, resume, spec update, timer) runs the same `reconcile()`.
+
+Thin on purpose: read the world (kube.py), decide (planner.py), write status and events
+(kube.py). Durable state lives in the Migration's status, never in kopf's per-handler memory,
+so a restarted operator simply reconciles again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+import kopf
+
+from . import kube, planner
+from .api import GROUP, PLURAL, VERSION, SpecError, parse_spec
+from .config import Config
+
+FINALIZER = f"{GROUP}/finalizer"
+CONFIG = Config.from_env()
+
+# kopf serialises change handlers per object, but timers run beside them: one lock per
+# Migration keeps two reconciles of the same object from interleaving.
+_locks: collections.defaultdict[str, asyncio.Lock] = collections.defaultdict(asyncio.Lock)
+
+
+@kopf.on.startup()
+def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+    settings.persistence.finalizer = FINALIZER
+    # Keep kopf's bookkeeping in status, not in annotations: GitOps tools then see no drift
+    # in metadata (the CRD keeps status.kopf with preserve-unknown-fields).
+    settings.persistence.progress_storage = kopf.StatusProgressStorage(field="status.kopf.progress")
+    settings.persistence.diffbase_storage = kopf.StatusDiffBaseStorage(field="status.kopf.diffbase")
+    # Watches can go silent: restart them if nothing arrives for a while.
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.watching.inactivity_timeout = 360
+    settings.networking.request_timeout = 60
+    settings.execution.default_backoff = 10
+    settings.posting.enabled = False  # we post our own, meaningful Events
+
+
+@kopf.on.login()
+def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+    return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+
+
+async def reconcile(body: kopf.Body, logger: kopf.Logger | logging.LoggerAdapter[Any]) -> None:
+    meta = body["metadata"]
+    ns, name, uid = meta["namespace"], meta["name"], meta["uid"]
+    if meta.get("deletionTimestamp"):
+        return
+    async with _locks[uid]:
+        spec = dict(body.get("spec") or {})
+        status = dict(body.get("status") or {})
+        observation = None
+        try:
+            parsed = parse_spec(spec)
+            observation = await kube.read_source(
+                ns, parsed.source.stateful_set_name, parsed.source.service_name,
+                parsed.source.credentials_secret_name)
+        except SpecError:
+            pass  # the planner reports it as a condition
+        result = planner.plan(spec, status, int(meta.get("generation") or 0), observation,
+                              datetime.now(UTC))
+        changes = planner.status_changes(status, result.status)
+        if changes:
+            await kube.patch_status(ns, name, changes)
+            logger.info("status: phase=%s %s", result.status.get("phase"), result.status.get("message", ""))
+        for ev in result.events:
+            await kube.post_event(ns, name, uid, ev.type, ev.reason, ev.message)
+
+
+@kopf.on.create(GROUP, VERSION, PLURAL)
+@kopf.on.resume(GROUP, VERSION, PLURAL)
+@kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
+async def on_change(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
+    await reconcile(body, logger)
+
+
+@kopf.timer(GROUP, VERSION, PLURAL, interval=CONFIG.resync_seconds, initial_delay=CONFIG.resync_seconds)
+async def on_timer(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
+    await reconcile(body, logger)
+
+
+@kopf.on.delete(GROUP, VERSION, PLURAL)
+async def on_delete(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
+    # Children carry ownerReferences, so the garbage collector removes them; the finalizer
+    # exists so that cleanup which GC cannot do (none yet besides forgetting the lock) runs
+    # before the object disappears. The source is never touched.
+    _locks.pop(body["metadata"]["uid"], None)
+    logger.info("Migration deleted; owned children are garbage-collected")

@@ -1,0 +1,123 @@
+"""The only module that talks to the Kubernetes API (import-linter enforces it).
+
+The official `kubernetes` client is synchronous; every call runs in a worker thread so the
+kopf event loop never blocks. Reads return the plain data of `observed.py`; nothing here
+decides anything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import kubernetes
+from kubernetes.client.exceptions import ApiException
+
+from .api import GROUP, KIND, PLURAL, VERSION
+from .observed import ContainerInfo, SecretInfo, ServiceInfo, SourceObservation, StatefulSetInfo
+
+T = TypeVar("T")
+
+_lock = threading.Lock()
+_client: Any = None
+
+
+def _api() -> Any:
+    """One ApiClient per process: in-cluster config when in a pod, else $KUBECONFIG."""
+    global _client
+    with _lock:
+        if _client is None:
+            cfg: Any = kubernetes.config  # the loaders are untyped
+            try:
+                cfg.load_incluster_config()
+            except cfg.ConfigException:
+                cfg.load_kube_config()
+            _client = kubernetes.client.ApiClient()
+        return _client
+
+
+async def _call(fn: Callable[[], T]) -> T:
+    return await asyncio.to_thread(fn)
+
+
+def _or_none(fn: Callable[[], T]) -> T | None:
+    try:
+        return fn()
+    except ApiException as e:
+        if e.status == 404:
+            return None
+        raise
+
+
+async def read_source(namespace: str, sts_name: str, svc_name: str, secret_name: str) -> SourceObservation:
+    apps = kubernetes.client.AppsV1Api(_api())
+    core = kubernetes.client.CoreV1Api(_api())
+
+    def read() -> SourceObservation:
+        sts = _or_none(lambda: apps.read_namespaced_stateful_set(sts_name, namespace))
+        svc = _or_none(lambda: core.read_namespaced_service(svc_name, namespace))
+        sec = _or_none(lambda: core.read_namespaced_secret(secret_name, namespace))
+        return SourceObservation(
+            namespace=namespace,
+            statefulset=_sts_info(sts) if sts is not None else None,
+            service=_svc_info(svc) if svc is not None else None,
+            # Only the key names leave this function: values never reach planner or status.
+            secret=SecretInfo(secret_name, frozenset((sec.data or {}).keys())) if sec else None,
+        )
+
+    return await _call(read)
+
+
+def _sts_info(sts: Any) -> StatefulSetInfo:
+    tmpl = sts.spec.template
+    containers = tuple(ContainerInfo(c.name, c.image or "") for c in (tmpl.spec.containers or []))
+    size = sc = None
+    vcts = sts.spec.volume_claim_templates or []
+    if vcts:
+        req = (vcts[0].spec.resources.requests or {}) if vcts[0].spec.resources else {}
+        size = req.get("storage")
+        sc = vcts[0].spec.storage_class_name
+    return StatefulSetInfo(
+        name=sts.metadata.name,
+        containers=containers,
+        pod_labels=dict(tmpl.metadata.labels or {}) if tmpl.metadata else {},
+        replicas=sts.spec.replicas if sts.spec.replicas is not None else 1,
+        ready_replicas=(sts.status.ready_replicas or 0) if sts.status else 0,
+        volume_size=size,
+        storage_class_name=sc,
+    )
+
+
+def _svc_info(svc: Any) -> ServiceInfo:
+    return ServiceInfo(
+        name=svc.metadata.name,
+        selector=dict(svc.spec.selector or {}),
+        ports=tuple(p.port for p in (svc.spec.ports or [])),
+    )
+
+
+async def patch_status(namespace: str, name: str, status: dict[str, Any]) -> None:
+    """Merge-patch the status subresource (only the fields given)."""
+    co = kubernetes.client.CustomObjectsApi(_api())
+    await _call(lambda: co.patch_namespaced_custom_object_status(
+        GROUP, VERSION, namespace, PLURAL, name, {"status": status}))
+
+
+async def post_event(namespace: str, name: str, uid: str, type_: str, reason: str, message: str,
+                     component: str = "dbmigrate") -> None:
+    """A core/v1 Event on the Migration (what `kubectl describe` shows)."""
+    core = kubernetes.client.CoreV1Api(_api())
+    now = datetime.now(UTC)
+    ev = kubernetes.client.CoreV1Event(
+        metadata=kubernetes.client.V1ObjectMeta(generate_name=f"{name}.", namespace=namespace),
+        involved_object=kubernetes.client.V1ObjectReference(
+            api_version=f"{GROUP}/{VERSION}", kind=KIND, name=name, namespace=namespace, uid=uid),
+        type=type_, reason=reason, message=message[:1024],
+        first_timestamp=now, last_timestamp=now, count=1,
+        source=kubernetes.client.V1EventSource(component=component),
+        reporting_component=component, reporting_instance=component,
+    )
+    await _call(lambda: core.create_namespaced_event(namespace, ev))

@@ -1,0 +1,49 @@
+"""What the operator saw in the cluster, as plain data (built by kube.py, read by the planner).
+
+Secret values never enter these structures: only the key names of the credentials Secret.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class ContainerInfo:
+    name: str
+    image: str
+
+
+@dataclass(frozen=True)
+class StatefulSetInfo:
+    name: str
+    containers: tuple[ContainerInfo, ...]
+    pod_labels: dict[str, str] = field(default_factory=dict)
+    replicas: int = 1
+    ready_replicas: int = 0
+    # Requested size of the first volumeClaimTemplate ("20Gi"), used to size the target.
+    volume_size: str | None = None
+    storage_class_name: str | None = None
+
+
+@dataclass(frozen=True)
+class ServiceInfo:
+    name: str
+    selector: dict[str, str]
+    ports: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class SecretInfo:
+    name: str
+    keys: frozenset[str]
+
+
+@dataclass(frozen=True)
+class SourceObservation:
+    """The three source objects; None means not found."""
+
+    namespace: str
+    statefulset: StatefulSetInfo | None
+    service: ServiceInfo | None
+    secret: SecretInfo | None

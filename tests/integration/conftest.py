@@ -1,0 +1,128 @@
+"""Integration tier: a real etcd + kube-apiserver + kube-controller-manager on loopback.
+
+The operator runs as a separate process (`python -m dbmigrate`) authenticated as the
+chart's own ServiceAccount with the chart's own RBAC, so a missing permission fails a test.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import kubernetes
+import pytest
+import yaml
+from kubernetes.client.exceptions import ApiException
+
+from controlplane import ControlPlane
+
+ROOT = Path(__file__).resolve().parents[2]
+CRD = ROOT / "crds" / "dbmigrate.dev_migrations.yaml"
+OPERATOR_NS = "dbmigrate-system"
+GROUP, VERSION, PLURAL = "dbmigrate.dev", "v1alpha1", "migrations"
+
+
+@pytest.fixture(scope="session")
+def control_plane(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
+    cp = ControlPlane(tmp_path_factory.mktemp("controlplane")).start()
+    try:
+        cp.kubectl("apply", "--server-side", "-f", str(CRD))
+        cp.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/migrations.dbmigrate.dev")
+        yield cp
+    finally:
+        if request.session.testsfailed:
+            cp.print_logs()
+        cp.stop()
+
+
+@pytest.fixture(scope="session")
+def api(control_plane: ControlPlane) -> kubernetes.client.ApiClient:
+    return kubernetes.config.new_client_from_config(config_file=str(control_plane.kubeconfig))
+
+
+@pytest.fixture
+def namespace(api: kubernetes.client.ApiClient) -> Iterator[str]:
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    core = kubernetes.client.CoreV1Api(api)
+    core.create_namespace({"metadata": {"name": name}})
+    yield name
+    with contextlib.suppress(ApiException):  # already gone is fine
+        core.delete_namespace(name)
+
+
+def wait_for(fn: Callable[[], Any], timeout: float = 30, interval: float = 0.3, what: str = "") -> Any:
+    """Poll until fn() returns something truthy; fail with the last value seen."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = fn()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what or fn}; last value: {last!r}")
+
+
+def helm_render(cp: ControlPlane, *show_only: str, values: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    args = [str(cp.bin / "helm"), "template", "dbmigrate", str(ROOT / "charts" / "dbmigrate"),
+            "--namespace", OPERATOR_NS]
+    for s in show_only:
+        args += ["--show-only", s]
+    for k, v in (values or {}).items():
+        args += ["--set-json", f"{k}={yaml.safe_dump(v, default_flow_style=True).strip()}"]
+    out = subprocess.run(args, check=True, capture_output=True, text=True).stdout
+    return [d for d in yaml.safe_load_all(out) if d]
+
+
+class OperatorProcess:
+    def __init__(self, cp: ControlPlane, workdir: Path) -> None:
+        self.cp, self.dir = cp, workdir
+        self.log = workdir / "operator.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        token = cp.kubectl("create", "token", "dbmigrate", "-n", OPERATOR_NS, "--duration=24h").stdout.strip()
+        self.kubeconfig = cp.kubeconfig_for_token(workdir / "operator.kubeconfig", token)
+
+    def start(self) -> None:
+        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), "DBMIGRATE_RESYNC_SECONDS": "2",
+               "PYTHONPATH": str(ROOT / "operator")}
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "dbmigrate", "--liveness=", "--verbose"],
+                env=env, stdout=log, stderr=subprocess.STDOUT, cwd=self.dir)
+
+    def stop(self, kill: bool = False) -> None:
+        if self.proc and self.proc.poll() is None:
+            if kill:
+                self.proc.kill()
+            else:
+                self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def tail(self, n: int = 80) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:]) if self.log.exists() else ""
+
+
+@pytest.fixture(scope="session")
+def operator(request: pytest.FixtureRequest, control_plane: ControlPlane,
+             tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess]:
+    """The operator with the chart's ServiceAccount + RBAC (nothing more)."""
+    cp = control_plane
+    cp.kubectl("create", "namespace", OPERATOR_NS, check=False)
+    docs = helm_render(cp, "templates/serviceaccount.yaml", "templates/rbac.yaml")
+    cp.kubectl("apply", "-f", "-", input="\n---\n".join(yaml.safe_dump(d) for d in docs))
+    op = OperatorProcess(cp, tmp_path_factory.mktemp("operator"))
+    op.start()
+    yield op
+    op.stop()
+    if request.session.testsfailed:
+        print(f"----- operator log (last lines of {op.log}) -----\n{op.tail()}", file=sys.stderr)

@@ -1,0 +1,33 @@
+import pytest
+
+from dbmigrate.config import DEFAULT_IMAGES, Config, ConfigError
+
+
+def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    for k in ("DBMIGRATE_IMAGES", "DBMIGRATE_RESYNC_SECONDS", "DBMIGRATE_LOG_FORMAT"):
+        monkeypatch.delenv(k, raising=False)
+    cfg = Config.from_env()
+    assert cfg.images == DEFAULT_IMAGES and cfg.resync_seconds == 30.0 and cfg.log_format == "text"
+
+
+def test_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DBMIGRATE_IMAGES", "17=registry.local/pg:17, 18=pg:18-custom,")
+    monkeypatch.setenv("DBMIGRATE_RESYNC_SECONDS", "2.5")
+    monkeypatch.setenv("DBMIGRATE_LOG_FORMAT", "json")
+    cfg = Config.from_env()
+    assert cfg.images[17] == "registry.local/pg:17" and cfg.images[18] == "pg:18-custom"
+    assert cfg.images[15] == "postgres:15"
+    assert cfg.resync_seconds == 2.5 and cfg.log_format == "json"
+
+
+@pytest.mark.parametrize(("var", "value", "message"), [
+    ("DBMIGRATE_IMAGES", "postgres:17", "must look like '17=postgres:17'"),
+    ("DBMIGRATE_IMAGES", "x=pg", "must look like"),
+    ("DBMIGRATE_RESYNC_SECONDS", "soon", "must be a number of seconds"),
+    ("DBMIGRATE_RESYNC_SECONDS", "-1", "must be positive"),
+    ("DBMIGRATE_LOG_FORMAT", "xml", "must be text or json"),
+])
+def test_bad_values(monkeypatch: pytest.MonkeyPatch, var: str, value: str, message: str) -> None:
+    monkeypatch.setenv(var, value)
+    with pytest.raises(ConfigError, match=message):
+        Config.from_env()

@@ -1,0 +1,141 @@
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from dbmigrate import planner
+from dbmigrate.observed import ContainerInfo, SecretInfo, ServiceInfo, SourceObservation, StatefulSetInfo
+
+NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+SPEC: dict[str, Any] = {"source": {"statefulSetName": "pg", "serviceName": "pg", "credentialsSecretName": "pg-admin"},
+                        "target": {"version": "17"}}
+
+
+def sts(image: str = "postgres:15", containers: tuple[ContainerInfo, ...] | None = None,
+        labels: dict[str, str] | None = None) -> StatefulSetInfo:
+    return StatefulSetInfo("pg", containers or (ContainerInfo("postgres", image),),
+                           pod_labels=labels if labels is not None else {"app": "pg", "tier": "db"})
+
+
+def obs(statefulset: StatefulSetInfo | None = None, service: ServiceInfo | None = None,
+        secret: SecretInfo | None = None, *, full: bool = True) -> SourceObservation:
+    if full:
+        statefulset = statefulset or sts()
+        service = service or ServiceInfo("pg", {"app": "pg"}, (5432,))
+        secret = secret or SecretInfo("pg-admin", frozenset({"username", "password"}))
+    return SourceObservation("ns", statefulset, service, secret)
+
+
+def cond(status: dict[str, Any], t: str) -> dict[str, Any]:
+    return next(c for c in status["conditions"] if c["type"] == t)
+
+
+def reasons(spec: dict[str, Any], o: SourceObservation) -> list[str]:
+    resolved, problems = planner.resolve_source(planner.parse_spec(spec), o)
+    assert (resolved is None) == bool(problems)
+    return [p.reason for p in problems]
+
+
+def test_all_missing_reports_three_problems() -> None:
+    assert reasons(SPEC, obs(full=False)) == [
+        "SourceStatefulSetNotFound", "SourceServiceNotFound", "CredentialsSecretNotFound"]
+
+
+def test_resolved() -> None:
+    resolved, problems = planner.resolve_source(planner.parse_spec(SPEC), obs())
+    assert problems == [] and resolved == planner.ResolvedSource(15, "postgres:15", "postgres")
+
+
+@pytest.mark.parametrize(("o", "reason"), [
+    (obs(secret=SecretInfo("pg-admin", frozenset({"username"}))), "CredentialsSecretIncomplete"),
+    (obs(service=ServiceInfo("pg", {"app": "pg"}, (5433,))), "SourceServicePortMismatch"),
+    (obs(service=ServiceInfo("pg", {"app": "other"}, (5432,))), "SourceServiceSelectorMismatch"),
+    (obs(service=ServiceInfo("pg", {}, (5432,))), "SourceServiceWithoutSelector"),
+    (obs(sts(image="mydb:latest")), "SourceVersionUnknown"),
+    (obs(sts(image="postgres:11")), "SourceVersionUnsupported"),
+    (obs(sts(image="postgres:17")), "TargetNotNewer"),
+    (obs(sts(image="postgres:18")), "SourceVersionUnsupported"),
+])
+def test_single_problem(o: SourceObservation, reason: str) -> None:
+    assert reasons(SPEC, o) == [reason]
+
+
+def test_container_choice_prefers_postgres_then_first_then_named() -> None:
+    two = (ContainerInfo("exporter", "exporter:1.2"), ContainerInfo("postgres", "postgres:16"))
+    r, _ = planner.resolve_source(planner.parse_spec(SPEC), obs(sts(containers=two)))
+    assert r is not None and r.major == 16 and r.container == "postgres"
+    first = (ContainerInfo("db", "postgres:14"), ContainerInfo("sidecar", "sidecar:latest"))
+    r, _ = planner.resolve_source(planner.parse_spec(SPEC), obs(sts(containers=first)))
+    assert r is not None and r.container == "db" and r.major == 14
+    named = {**SPEC, "source": {**SPEC["source"], "containerName": "sidecar"}}
+    assert reasons(named, obs(sts(containers=first))) == ["SourceVersionUnknown"]
+    missing = {**SPEC, "source": {**SPEC["source"], "containerName": "nope"}}
+    assert reasons(missing, obs(sts(containers=first))) == ["SourceContainerNotFound"]
+
+
+def test_explicit_source_version_wins_over_image() -> None:
+    spec = {**SPEC, "source": {**SPEC["source"], "version": "13"}}
+    r, _ = planner.resolve_source(planner.parse_spec(spec), obs(sts(image="registry/db:latest")))
+    assert r is not None and r.major == 13
+
+
+def test_custom_secret_keys() -> None:
+    spec = {**SPEC, "source": {**SPEC["source"], "usernameKey": "user", "passwordKey": "pw"}}
+    assert reasons(spec, obs(secret=SecretInfo("pg-admin", frozenset({"user", "pw"})))) == []
+    assert reasons(spec, obs()) == ["CredentialsSecretIncomplete"]
+
+
+def test_plan_problems_stall_in_pending_with_every_message() -> None:
+    p = planner.plan(SPEC, {}, 4, obs(full=False), NOW)
+    st = p.status
+    assert st["phase"] == "Pending" and st["observedGeneration"] == 4
+    for t, s in (("Ready", "False"), ("Stalled", "True"), ("Reconciling", "False"), ("SourceResolved", "False")):
+        assert cond(st, t)["status"] == s
+        assert cond(st, t)["observedGeneration"] == 4
+    msg = cond(st, "SourceResolved")["message"]
+    assert "StatefulSet 'pg' not found" in msg and "Service 'pg' not found" in msg and "Secret 'pg-admin'" in msg
+    assert [(e.type, e.reason) for e in p.events] == [("Warning", "SourceStatefulSetNotFound"),
+                                                      ("Normal", "PhasePending")]
+
+
+def test_plan_permanent_problem_fails() -> None:
+    p = planner.plan(SPEC, {}, 1, obs(sts(image="postgres:17")), NOW)
+    assert p.status["phase"] == "Failed"
+    assert "create a new Migration" in cond(p.status, "Reconciling")["message"]
+    assert ("Warning", "PhaseFailed") in [(e.type, e.reason) for e in p.events]
+
+
+def test_plan_invalid_spec_is_reported_not_raised() -> None:
+    p = planner.plan({"target": {"version": "17"}}, {}, 1, None, NOW)
+    assert p.status["phase"] == "Failed" and cond(p.status, "Ready")["reason"] == "InvalidSpec"
+
+
+def test_plan_resolved_waits_for_preflight_honestly() -> None:
+    p = planner.plan(SPEC, {}, 2, obs(), NOW)
+    st = p.status
+    assert st["phase"] == "Checking" and st["sourceVersion"] == "15" and st["sourceImage"] == "postgres:15"
+    assert cond(st, "SourceResolved")["status"] == "True"
+    assert cond(st, "Ready")["status"] == "False" and cond(st, "Reconciling")["status"] == "True"
+    assert "does not run yet" in cond(st, "Ready")["message"]
+    assert not any(c["type"] == "Stalled" for c in st["conditions"])
+
+
+def test_recovery_clears_stalled_and_moves_on() -> None:
+    first = planner.plan(SPEC, {}, 1, obs(full=False), NOW)
+    second = planner.plan(SPEC, first.status, 1, obs(), NOW + timedelta(seconds=30))
+    assert second.status["phase"] == "Checking"
+    assert not any(c["type"] == "Stalled" for c in second.status["conditions"])
+    assert cond(second.status, "Ready")["lastTransitionTime"] == "2026-03-01T12:00:00Z"  # still False
+    assert cond(second.status, "SourceResolved")["lastTransitionTime"] == "2026-03-01T12:00:30Z"
+    assert [e.reason for e in second.events] == ["SourceResolved", "PhaseChecking"]
+
+
+def test_replanning_same_world_changes_nothing() -> None:
+    first = planner.plan(SPEC, {}, 1, obs(full=False), NOW)
+    again = planner.plan(SPEC, first.status, 1, obs(full=False), NOW + timedelta(minutes=1))
+    assert again.events == []
+    assert planner.status_changes(first.status, again.status) == {}
+
+
+def test_status_changes_only_lists_differences() -> None:
+    assert planner.status_changes({"phase": "A", "x": 1}, {"phase": "A", "x": 2, "y": 3}) == {"x": 2, "y": 3}
