@@ -17,6 +17,7 @@ READY = "Ready"
 RECONCILING = "Reconciling"
 STALLED = "Stalled"
 SOURCE_RESOLVED = "SourceResolved"
+PREFLIGHT = "PreflightPassed"
 
 
 class Condition(TypedDict):

@@ -41,9 +41,12 @@ def _float(name: str, default: float) -> float:
 @dataclass(frozen=True)
 class Config:
     # How often every Migration is reconciled even when nothing changed (level-based safety net).
-    resync_seconds: float = 30.0
+    resync_seconds: float = 10.0
     images: dict[int, str] = field(default_factory=lambda: dict(DEFAULT_IMAGES))
     log_format: str = "text"
+    # Namespace the operator runs in (downward API); its pods may reach target servers.
+    operator_namespace: str | None = None
+    preflight_timeout: float = 300.0
 
     @staticmethod
     def from_env() -> Config:
@@ -51,7 +54,9 @@ class Config:
         if fmt not in ("text", "json"):
             raise ConfigError(f"DBMIGRATE_LOG_FORMAT={fmt!r} must be text or json")
         return Config(
-            resync_seconds=_float("DBMIGRATE_RESYNC_SECONDS", 30.0),
+            resync_seconds=_float("DBMIGRATE_RESYNC_SECONDS", 10.0),
             images=_images(os.environ.get("DBMIGRATE_IMAGES")),
             log_format=fmt,
+            operator_namespace=os.environ.get("DBMIGRATE_NAMESPACE") or None,
+            preflight_timeout=_float("DBMIGRATE_PREFLIGHT_TIMEOUT_SECONDS", 300.0),
         )

@@ -10,14 +10,17 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import secrets
 from datetime import UTC, datetime
 from typing import Any
 
 import kopf
 
-from . import kube, planner
-from .api import GROUP, PLURAL, VERSION, SpecError, parse_spec
+from . import kube, planner, resources
+from .api import GROUP, PLURAL, VERSION, MigrationSpec, SpecError, parse_spec
 from .config import Config
+from .engines.base import Finding
+from .observed import SourceObservation
 
 FINALIZER = f"{GROUP}/finalizer"
 CONFIG = Config.from_env()
@@ -48,6 +51,11 @@ def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
     return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
 
 
+def service_host(service: str, namespace: str) -> str:
+    # In a pod the resolver's search path completes this to <svc>.<ns>.svc.<cluster-domain>.
+    return f"{service}.{namespace}.svc"
+
+
 async def reconcile(body: kopf.Body, logger: kopf.Logger | logging.LoggerAdapter[Any]) -> None:
     meta = body["metadata"]
     ns, name, uid = meta["namespace"], meta["name"], meta["uid"]
@@ -56,22 +64,86 @@ async def reconcile(body: kopf.Body, logger: kopf.Logger | logging.LoggerAdapter
     async with _locks[uid]:
         spec = dict(body.get("spec") or {})
         status = dict(body.get("status") or {})
-        observation = None
+        generation = int(meta.get("generation") or 0)
+        child_names = resources.names(name)
+        observation = target = None
+        parsed: MigrationSpec | None = None
         try:
             parsed = parse_spec(spec)
             observation = await kube.read_source(
                 ns, parsed.source.stateful_set_name, parsed.source.service_name,
                 parsed.source.credentials_secret_name)
+            target = await kube.read_target(ns, child_names)
         except SpecError:
             pass  # the planner reports it as a condition
-        result = planner.plan(spec, status, int(meta.get("generation") or 0), observation,
-                              datetime.now(UTC))
-        changes = planner.status_changes(status, result.status)
-        if changes:
-            await kube.patch_status(ns, name, changes)
-            logger.info("status: phase=%s %s", result.status.get("phase"), result.status.get("message", ""))
-        for ev in result.events:
-            await kube.post_event(ns, name, uid, ev.type, ev.reason, ev.message)
+        result = planner.plan(spec, status, generation, observation, datetime.now(UTC),
+                              target=target, images=CONFIG.images)
+        status = await _write(ns, name, uid, status, result, logger)
+
+        if isinstance(result.action, planner.EnsureTarget) and parsed and observation:
+            await _ensure_target(ns, name, uid, parsed, observation, result.action.image, logger)
+        elif isinstance(result.action, planner.RunPreflight) and parsed:
+            findings, error = await _run_preflight(ns, parsed, child_names)
+            after = planner.after_preflight(status, generation, datetime.now(UTC), findings, error)
+            await _write(ns, name, uid, status, after, logger)
+
+
+async def _write(ns: str, name: str, uid: str, status: dict[str, Any], result: planner.Plan,
+                 logger: kopf.Logger | logging.LoggerAdapter[Any]) -> dict[str, Any]:
+    """Patch only what changed, post the plan's events; return the status as now stored."""
+    changes = planner.status_changes(status, result.status)
+    if changes:
+        await kube.patch_status(ns, name, changes)
+        logger.info("status: phase=%s %s", result.status.get("phase"), result.status.get("message", ""))
+    for ev in result.events:
+        await kube.post_event(ns, name, uid, ev.type, ev.reason, ev.message)
+    return {**status, **changes}
+
+
+async def _ensure_target(ns: str, name: str, uid: str, spec: MigrationSpec, obs: SourceObservation,
+                         image: str, logger: kopf.Logger | logging.LoggerAdapter[Any]) -> None:
+    owner = resources.Owner(name=name, namespace=ns, uid=uid)
+    sts = obs.statefulset
+    objects = resources.target_objects(
+        owner, spec, image,
+        source_size=sts.volume_size if sts else None,
+        source_storage_class=sts.storage_class_name if sts else None,
+        operator_namespace=CONFIG.operator_namespace,
+        # Used only if the Secret does not exist yet: ensure() never overwrites.
+        username="postgres", password=secrets.token_urlsafe(24))
+    for obj in objects:
+        if await kube.ensure(obj):
+            logger.info("created %s %s", obj["kind"], obj["metadata"]["name"])
+
+
+async def _run_preflight(ns: str, spec: MigrationSpec, child_names: dict[str, str]
+                         ) -> tuple[list[Finding] | None, str | None]:
+    """Connect to source and target through their Services and run the engine's check.
+    Returns (findings, None) or (None, a message safe to publish)."""
+    from .engines.postgres import checks
+    from .engines.postgres.conninfo import ConnInfo
+
+    try:
+        su, sp = await kube.read_credentials(ns, spec.source.credentials_secret_name,
+                                             spec.source.username_key, spec.source.password_key)
+        tu, tp = await kube.read_credentials(ns, child_names["secret"], "username", "password")
+    except Exception as e:  # missing Secret/key: say which, never the value
+        return None, f"cannot read credentials ({type(e).__name__})"
+    source = ConnInfo(host=service_host(spec.source.service_name, ns), port=spec.source.port,
+                      user=su, password=sp)
+    target = ConnInfo(host=service_host(child_names["service"], ns), port=resources.PG_PORT,
+                      user=tu, password=tp)
+
+    def run() -> list[Finding]:
+        return checks.check(source, checks.TargetInfo.from_server(target))
+
+    try:
+        return await asyncio.wait_for(asyncio.to_thread(run), timeout=CONFIG.preflight_timeout), None
+    except Exception as e:  # unreachable server, auth failure, timeout: retried next reconcile
+        text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        for secret_value in (sp, tp):
+            text = text.replace(secret_value, "***")
+        return None, text
 
 
 @kopf.on.create(GROUP, VERSION, PLURAL)

@@ -8,6 +8,8 @@ decides anything.
 from __future__ import annotations
 
 import asyncio
+import base64
+import logging
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -17,9 +19,17 @@ import kubernetes
 from kubernetes.client.exceptions import ApiException
 
 from .api import GROUP, KIND, PLURAL, VERSION
-from .observed import ContainerInfo, SecretInfo, ServiceInfo, SourceObservation, StatefulSetInfo
+from .observed import (
+    ContainerInfo,
+    SecretInfo,
+    ServiceInfo,
+    SourceObservation,
+    StatefulSetInfo,
+    TargetObservation,
+)
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 _lock = threading.Lock()
 _client: Any = None
@@ -120,4 +130,73 @@ async def post_event(namespace: str, name: str, uid: str, type_: str, reason: st
         source=kubernetes.client.V1EventSource(component=component),
         reporting_component=component, reporting_instance=component,
     )
-    await _call(lambda: core.create_namespaced_event(namespace, ev))
+    try:
+        await _call(lambda: core.create_namespaced_event(namespace, ev))
+    except ApiException as e:
+        # Events are best-effort (e.g. the namespace is terminating): never fail a reconcile.
+        log.warning("could not post event %s on %s/%s: %s", reason, namespace, name, e.reason)
+
+
+async def read_target(namespace: str, child_names: dict[str, str]) -> TargetObservation:
+    """Which target children exist, and how many target pods are ready."""
+    apps = kubernetes.client.AppsV1Api(_api())
+    core = kubernetes.client.CoreV1Api(_api())
+    net = kubernetes.client.NetworkingV1Api(_api())
+
+    def read() -> TargetObservation:
+        present: set[str] = set()
+        ready = 0
+        sts = _or_none(lambda: apps.read_namespaced_stateful_set(child_names["statefulset"], namespace))
+        if sts is not None:
+            present.add("StatefulSet")
+            ready = (sts.status.ready_replicas or 0) if sts.status else 0
+        if _or_none(lambda: core.read_namespaced_secret(child_names["secret"], namespace)) is not None:
+            present.add("Secret")
+        if _or_none(lambda: core.read_namespaced_service(child_names["service"], namespace)) is not None:
+            present.add("Service")
+        if _or_none(lambda: core.read_namespaced_service(child_names["headless"], namespace)) is not None:
+            present.add("Service/headless")
+        if _or_none(lambda: net.read_namespaced_network_policy(child_names["networkpolicy"], namespace)):
+            present.add("NetworkPolicy")
+        return TargetObservation(present=frozenset(present), ready_replicas=ready)
+
+    return await _call(read)
+
+
+async def ensure(obj: dict[str, Any]) -> bool:
+    """Create obj unless it exists (safe to repeat); True when this call created it.
+
+    Existing children are never updated: what was provisioned stays as it was (the target's
+    generated password in particular must not change under a running server)."""
+    kind, ns = obj["kind"], obj["metadata"]["namespace"]
+    body: Any = obj  # the client serialises plain dicts; its stubs only name model classes
+    creators: dict[str, Callable[[], Any]] = {
+        "Secret": lambda: kubernetes.client.CoreV1Api(_api()).create_namespaced_secret(ns, body),
+        "Service": lambda: kubernetes.client.CoreV1Api(_api()).create_namespaced_service(ns, body),
+        "StatefulSet": lambda: kubernetes.client.AppsV1Api(_api()).create_namespaced_stateful_set(ns, body),
+        "NetworkPolicy": lambda: kubernetes.client.NetworkingV1Api(_api()).create_namespaced_network_policy(
+            ns, body),
+    }
+
+    def create() -> bool:
+        try:
+            creators[kind]()
+        except ApiException as e:
+            if e.status == 409:
+                return False
+            raise
+        return True
+
+    return await _call(create)
+
+
+async def read_credentials(namespace: str, secret: str, username_key: str, password_key: str) -> tuple[str, str]:
+    """The login stored in a Secret. The values go straight to the engine, never to status,
+    events or logs."""
+    core = kubernetes.client.CoreV1Api(_api())
+
+    def read() -> tuple[str, str]:
+        data = core.read_namespaced_secret(secret, namespace).data or {}
+        return (base64.b64decode(data[username_key]).decode(), base64.b64decode(data[password_key]).decode())
+
+    return await _call(read)

@@ -47,3 +47,15 @@ class SourceObservation:
     statefulset: StatefulSetInfo | None
     service: ServiceInfo | None
     secret: SecretInfo | None
+
+
+@dataclass(frozen=True)
+class TargetObservation:
+    """The target children Provisioning creates; `present` holds the kinds found."""
+
+    present: frozenset[str] = frozenset()
+    ready_replicas: int = 0
+
+    @property
+    def complete(self) -> bool:
+        return {"Secret", "Service", "Service/headless", "NetworkPolicy", "StatefulSet"} <= self.present

@@ -8,12 +8,16 @@ Steps of a reconcile, in order (each later phase plugs in after the previous one
   2. Resolve the source: StatefulSet, Service and credentials Secret exist, the Secret has the
      keys, the database container and its major version are known, the Service selects the
      source pods on the right port, and the target is newer than the source.
-  3. Checking: the pre-flight check. This build resolves the source and stops there, saying so
-     in the Reconciling condition — it never claims work it does not do.
+  3. Provisioning: create the target server's children (resources.py), wait until it is ready.
+  4. Checking: the engine's pre-flight check against source and target; blockers stall the
+     Migration (re-checked on every reconcile), findings go to status.findings.
+  5. Copying and later phases are not in this build: the Migration says so in its Ready
+     condition and waits — it never claims work it does not do.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -21,7 +25,8 @@ from typing import Any, Literal
 from . import conditions as cond
 from .api import SUPPORTED_SOURCES, MigrationSpec, SpecError, image_major, parse_spec
 from .conditions import Condition
-from .observed import ContainerInfo, SourceObservation
+from .engines.base import Finding, Severity
+from .observed import ContainerInfo, SourceObservation, TargetObservation
 
 EventType = Literal["Normal", "Warning"]
 
@@ -46,12 +51,6 @@ class ResolvedSource:
     major: int
     image: str
     container: str
-
-
-@dataclass
-class Plan:
-    status: dict[str, Any]
-    events: list[Event] = field(default_factory=list)
 
 
 def _pick_container(spec: MigrationSpec, containers: tuple[ContainerInfo, ...]) -> ContainerInfo | None:
@@ -162,7 +161,64 @@ def _fmt_labels(labels: dict[str, str]) -> str:
 
 
 # Problems no edit of the source objects can fix (the spec field is immutable).
-_PERMANENT = {"TargetNotNewer", "SourceVersionUnsupported", "InvalidSpec"}
+_PERMANENT = {"TargetNotNewer", "SourceVersionUnsupported", "InvalidSpec", "NoImageForTarget"}
+
+
+@dataclass(frozen=True)
+class EnsureTarget:
+    """Create whichever target children are missing (never update existing ones)."""
+
+    image: str
+
+
+@dataclass(frozen=True)
+class RunPreflight:
+    """Connect to source and target and run the engine's pre-flight check."""
+
+
+Action = EnsureTarget | RunPreflight
+
+
+@dataclass
+class Plan:
+    status: dict[str, Any]
+    events: list[Event] = field(default_factory=list)
+    action: Action | None = None
+
+
+class _Builder:
+    """Accumulates the next status from the current one (conditions keep their history)."""
+
+    def __init__(self, status: dict[str, Any], generation: int, now: datetime) -> None:
+        self.old = status
+        self.conds: list[Condition] = list(status.get("conditions") or [])
+        self.generation, self.now = generation, now
+        self.status: dict[str, Any] = {"observedGeneration": generation}
+
+    def set(self, t: str, s: cond.Status, reason: str, message: str) -> None:
+        self.conds = cond.set_condition(self.conds, t, s, reason, message, self.generation, self.now)
+
+    def progressing(self, phase: str, reason: str, message: str) -> None:
+        """Work is under way: Ready False, Reconciling True, not Stalled (kstatus: InProgress)."""
+        self.status["phase"] = phase
+        self.set(cond.READY, "False", reason, message)
+        self.set(cond.RECONCILING, "True", reason, message)
+        self.conds = cond.remove_condition(self.conds, cond.STALLED)
+        self.status["message"] = message
+
+    def stalled(self, phase: str, reason: str, message: str, hint: str) -> None:
+        """Nothing moves until a human acts: Ready False, Stalled True (kstatus: Failed)."""
+        self.status["phase"] = phase
+        self.set(cond.READY, "False", reason, message)
+        self.set(cond.STALLED, "True", reason, message)
+        self.set(cond.RECONCILING, "False", reason, hint)
+        self.status["message"] = message
+
+    def plan(self, action: Action | None = None, extra: list[Event] | None = None) -> Plan:
+        self.status["conditions"] = self.conds
+        events = _events(self.old.get("phase"), self.status["phase"],
+                         list(self.old.get("conditions") or []), self.conds) + (extra or [])
+        return Plan(status=self.status, events=events, action=action)
 
 
 def plan(
@@ -171,15 +227,10 @@ def plan(
     generation: int,
     observation: SourceObservation | None,
     now: datetime,
+    target: TargetObservation | None = None,
+    images: Mapping[int, str] | None = None,
 ) -> Plan:
-    old_conditions: list[Condition] = list(status.get("conditions") or [])
-    conds = old_conditions
-    new_status: dict[str, Any] = {"observedGeneration": generation}
-
-    def setc(t: str, s: cond.Status, reason: str, message: str) -> None:
-        nonlocal conds
-        conds = cond.set_condition(conds, t, s, reason, message, generation, now)
-
+    b = _Builder(status, generation, now)
     try:
         spec = parse_spec(body_spec)
         problems: list[Problem] = []
@@ -189,36 +240,88 @@ def plan(
     except SpecError as e:
         problems, resolved = [Problem("InvalidSpec", str(e))], None
 
+    if not problems and resolved is not None:
+        image = spec.target.image or (images or {}).get(spec.target.version)
+        if image is None:
+            problems = [Problem("NoImageForTarget",
+                                f"the operator has no image for PostgreSQL {spec.target.version}: set "
+                                f"spec.target.image, or add it to the operator's version->image map")]
+
     if problems:
         summary = " ".join(p.message for p in problems)
         permanent = any(p.reason in _PERMANENT for p in problems)
-        phase = "Failed" if permanent else "Pending"
         first = problems[0].reason
-        setc(cond.SOURCE_RESOLVED, "False", first, summary)
-        setc(cond.READY, "False", first, summary)
-        setc(cond.STALLED, "True", first, summary)
-        setc(cond.RECONCILING, "False", first,
-             "waiting for the spec or the source objects to be fixed" if not permanent
-             else "nothing more will happen: create a new Migration")
-        new_status["message"] = summary
-    else:
-        assert resolved is not None
-        new_status["sourceVersion"] = str(resolved.major)
-        new_status["sourceImage"] = resolved.image
-        phase = "Checking"
-        msg = (f"source resolved: PostgreSQL {resolved.major} (image {resolved.image}, container "
-               f"{resolved.container}) -> {spec.target.version}")
-        setc(cond.SOURCE_RESOLVED, "True", "SourceResolved", msg)
-        conds = cond.remove_condition(conds, cond.STALLED)
-        waiting = (msg + "; next step: the pre-flight check, which this operator build does not run yet. "
-                   "The Migration waits here and does not touch the source.")
-        setc(cond.READY, "False", "AwaitingPreflight", waiting)
-        setc(cond.RECONCILING, "True", "AwaitingPreflight", waiting)
-        new_status["message"] = waiting
+        b.set(cond.SOURCE_RESOLVED, "False", first, summary)
+        b.stalled("Failed" if permanent else "Pending", first, summary,
+                  "nothing more will happen: create a new Migration" if permanent
+                  else "waiting for the spec or the source objects to be fixed")
+        return b.plan()
 
-    new_status["phase"] = phase
-    new_status["conditions"] = conds
-    return Plan(status=new_status, events=_events(status.get("phase"), phase, old_conditions, conds))
+    assert resolved is not None and image is not None
+    b.status["sourceVersion"] = str(resolved.major)
+    b.status["sourceImage"] = resolved.image
+    b.set(cond.SOURCE_RESOLVED, "True", "SourceResolved",
+          f"source resolved: PostgreSQL {resolved.major} (image {resolved.image}, container "
+          f"{resolved.container}) -> {spec.target.version}")
+
+    # Provisioning: the target server first, because the check needs what the target offers
+    # (its extensions, ICU, locales). It is a new, separate server: the source is not touched.
+    t = target or TargetObservation()
+    if not t.complete:
+        b.progressing("Provisioning", "CreatingTarget",
+                      f"creating the target server (PostgreSQL {spec.target.version}, image {image})")
+        return b.plan(EnsureTarget(image))
+    if t.ready_replicas < 1:
+        b.progressing("Provisioning", "TargetStarting",
+                      f"waiting for the target server (PostgreSQL {spec.target.version}) to become ready")
+        return b.plan()
+
+    # Checking: run it until it passes for this generation; a blocked check is re-run on every
+    # reconcile, so fixing the source is enough to proceed.
+    pf = cond.find(b.conds, cond.PREFLIGHT)
+    if pf is None or pf["status"] != "True" or pf.get("observedGeneration") != generation:
+        if pf is None or pf["status"] != "False":
+            b.progressing("Checking", "RunningPreflight",
+                          "running the pre-flight check against the source and the target server")
+        else:
+            b.status["phase"] = "Checking"
+        return b.plan(RunPreflight())
+
+    b.progressing("Checking", "CopyNotAvailable",
+                  "pre-flight check passed; the next step (copying into the target server) is not "
+                  "available in this operator build. The source is untouched.")
+    return b.plan()
+
+
+def after_preflight(status: dict[str, Any], generation: int, now: datetime,
+                    findings: list[Finding] | None, error: str | None) -> Plan:
+    """Status after a pre-flight run: findings, the Preflight condition, Stalled on blockers."""
+    b = _Builder(status, generation, now)
+    b.status["phase"] = "Checking"
+    extra: list[Event] = []
+    if error is not None:
+        b.set(cond.PREFLIGHT, "False", "PreflightError", error)
+        b.progressing("Checking", "PreflightError", f"the pre-flight check could not run: {error}; retrying")
+        return b.plan()
+    fs = findings or []
+    blockers = [f for f in fs if f.severity == Severity.BLOCKER and f.applies_to == "all"]
+    warnings = [f for f in fs if f.severity == Severity.WARNING]
+    b.status["findings"] = [f.to_status() for f in fs]
+    b.status["preflight"] = {"checkedAt": cond.rfc3339(now), "blockers": len(blockers),
+                             "warnings": len(warnings)}
+    if blockers:
+        msg = (f"{len(blockers)} blocker(s): " + "; ".join(f"{f.code} on {f.object}" for f in blockers[:5])
+               + ". See status.findings for hints; the check re-runs until they are fixed.")
+        b.set(cond.PREFLIGHT, "False", "PreflightBlocked", msg)
+        b.stalled("Checking", "PreflightBlocked", msg, "fix the blockers in the source database")
+        old_codes = {(f.get("code"), f.get("object")) for f in status.get("findings") or []}
+        extra = [Event("Warning", "PreflightBlocker", f"{f.code} on {f.object}: {f.message}")
+                 for f in blockers if (f.code, f.object) not in old_codes]
+    else:
+        msg = f"pre-flight check passed: {len(warnings)} warning(s), {len(fs) - len(warnings)} info"
+        b.set(cond.PREFLIGHT, "True", "PreflightPassed", msg)
+        b.progressing("Checking", "PreflightPassed", msg)
+    return b.plan(extra=extra)
 
 
 def _events(old_phase: str | None, phase: str, old: list[Condition], new: list[Condition]) -> list[Event]:

@@ -90,6 +90,7 @@ class OperatorProcess:
 
     def start(self) -> None:
         env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), "DBMIGRATE_RESYNC_SECONDS": "2",
+               "DBMIGRATE_NAMESPACE": OPERATOR_NS, "DBMIGRATE_PREFLIGHT_TIMEOUT_SECONDS": "20",
                "PYTHONPATH": str(ROOT / "operator")}
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(

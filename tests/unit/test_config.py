@@ -7,7 +7,7 @@ def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     for k in ("DBMIGRATE_IMAGES", "DBMIGRATE_RESYNC_SECONDS", "DBMIGRATE_LOG_FORMAT"):
         monkeypatch.delenv(k, raising=False)
     cfg = Config.from_env()
-    assert cfg.images == DEFAULT_IMAGES and cfg.resync_seconds == 30.0 and cfg.log_format == "text"
+    assert cfg.images == DEFAULT_IMAGES and cfg.resync_seconds == 10.0 and cfg.log_format == "text"
 
 
 def test_overrides(monkeypatch: pytest.MonkeyPatch) -> None:

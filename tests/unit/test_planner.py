@@ -4,9 +4,22 @@ from typing import Any
 import pytest
 
 from dbmigrate import planner
-from dbmigrate.observed import ContainerInfo, SecretInfo, ServiceInfo, SourceObservation, StatefulSetInfo
+from dbmigrate.engines.base import Finding, Severity
+from dbmigrate.observed import (
+    ContainerInfo,
+    SecretInfo,
+    ServiceInfo,
+    SourceObservation,
+    StatefulSetInfo,
+    TargetObservation,
+)
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+IMAGES = {17: "registry.local/postgres:17", 18: "registry.local/postgres:18"}
+FULL = frozenset({"Secret", "Service", "Service/headless", "NetworkPolicy", "StatefulSet"})
+INFO = Finding(Severity.INFO, "large_objects", "db1", "3 large objects", "copied by dump")
+BLOCKER = Finding(Severity.BLOCKER, "extension_missing", "db1.postgis", "postgis is not available", "install it")
+LOGICAL_ONLY = Finding(Severity.BLOCKER, "no_primary_key", "db1.public.t", "no key", "add one", "logical")
 SPEC: dict[str, Any] = {"source": {"statefulSetName": "pg", "serviceName": "pg", "credentialsSecretName": "pg-admin"},
                         "target": {"version": "17"}}
 
@@ -110,24 +123,75 @@ def test_plan_invalid_spec_is_reported_not_raised() -> None:
     assert p.status["phase"] == "Failed" and cond(p.status, "Ready")["reason"] == "InvalidSpec"
 
 
-def test_plan_resolved_waits_for_preflight_honestly() -> None:
-    p = planner.plan(SPEC, {}, 2, obs(), NOW)
+def test_plan_resolved_provisions_target_first() -> None:
+    p = planner.plan(SPEC, {}, 2, obs(), NOW, images=IMAGES)
     st = p.status
-    assert st["phase"] == "Checking" and st["sourceVersion"] == "15" and st["sourceImage"] == "postgres:15"
+    assert st["phase"] == "Provisioning" and st["sourceVersion"] == "15" and st["sourceImage"] == "postgres:15"
+    assert p.action == planner.EnsureTarget("registry.local/postgres:17")
     assert cond(st, "SourceResolved")["status"] == "True"
     assert cond(st, "Ready")["status"] == "False" and cond(st, "Reconciling")["status"] == "True"
-    assert "does not run yet" in cond(st, "Ready")["message"]
     assert not any(c["type"] == "Stalled" for c in st["conditions"])
 
 
-def test_recovery_clears_stalled_and_moves_on() -> None:
-    first = planner.plan(SPEC, {}, 1, obs(full=False), NOW)
-    second = planner.plan(SPEC, first.status, 1, obs(), NOW + timedelta(seconds=30))
-    assert second.status["phase"] == "Checking"
-    assert not any(c["type"] == "Stalled" for c in second.status["conditions"])
-    assert cond(second.status, "Ready")["lastTransitionTime"] == "2026-03-01T12:00:00Z"  # still False
-    assert cond(second.status, "SourceResolved")["lastTransitionTime"] == "2026-03-01T12:00:30Z"
-    assert [e.reason for e in second.events] == ["SourceResolved", "PhaseChecking"]
+def test_spec_image_overrides_the_map() -> None:
+    spec = {**SPEC, "target": {"version": "17", "image": "mine:17"}}
+    assert planner.plan(spec, {}, 1, obs(), NOW, images=IMAGES).action == planner.EnsureTarget("mine:17")
+
+
+def test_no_image_for_target_is_permanent() -> None:
+    p = planner.plan(SPEC, {}, 1, obs(), NOW, images={})
+    assert p.status["phase"] == "Failed" and cond(p.status, "Ready")["reason"] == "NoImageForTarget"
+    assert p.action is None
+
+
+def test_target_starting_waits_without_action() -> None:
+    p = planner.plan(SPEC, {}, 1, obs(), NOW, target=TargetObservation(FULL, 0), images=IMAGES)
+    assert p.status["phase"] == "Provisioning" and p.action is None
+    assert cond(p.status, "Reconciling")["reason"] == "TargetStarting"
+
+
+def test_partial_target_is_completed() -> None:
+    p = planner.plan(SPEC, {}, 1, obs(), NOW, target=TargetObservation(frozenset({"Secret"}), 0), images=IMAGES)
+    assert isinstance(p.action, planner.EnsureTarget)
+
+
+def test_ready_target_runs_preflight_until_it_passes() -> None:
+    ready = TargetObservation(FULL, 1)
+    p = planner.plan(SPEC, {}, 1, obs(), NOW, target=ready, images=IMAGES)
+    assert p.status["phase"] == "Checking" and p.action == planner.RunPreflight()
+    after = planner.after_preflight(p.status, 1, NOW, [INFO], None)
+    assert cond(after.status, "PreflightPassed")["status"] == "True"
+    assert after.status["findings"] == [INFO.to_status()]
+    assert after.status["preflight"] == {"checkedAt": "2026-03-01T12:00:00Z", "blockers": 0, "warnings": 0}
+    again = planner.plan(SPEC, after.status, 1, obs(), NOW, target=ready, images=IMAGES)
+    assert again.action is None and cond(again.status, "Ready")["reason"] == "CopyNotAvailable"
+    assert "not available in this operator build" in again.status["message"]
+    # A new generation (spec edit) re-runs the check.
+    assert planner.plan(SPEC, after.status, 2, obs(), NOW, target=ready, images=IMAGES).action == planner.RunPreflight()
+
+
+def test_blockers_stall_and_are_rechecked() -> None:
+    ready = TargetObservation(FULL, 1)
+    p = planner.plan(SPEC, {}, 1, obs(), NOW, target=ready, images=IMAGES)
+    after = planner.after_preflight(p.status, 1, NOW, [BLOCKER, LOGICAL_ONLY], None)
+    st = after.status
+    assert cond(st, "Stalled")["status"] == "True" and cond(st, "Ready")["reason"] == "PreflightBlocked"
+    assert "extension_missing on db1.postgis" in st["message"]
+    assert st["preflight"]["blockers"] == 1  # the logical-only one does not block a test
+    assert [(e.type, e.reason) for e in after.events] == [("Warning", "PreflightBlocker")]
+    # The next reconcile checks again (the user may have fixed it) and keeps the findings visible.
+    nxt = planner.plan(SPEC, st, 1, obs(), NOW, target=ready, images=IMAGES)
+    assert nxt.action == planner.RunPreflight() and "findings" not in nxt.status
+    # Same blocker again: no duplicate Warning event.
+    assert planner.after_preflight({**st, **nxt.status}, 1, NOW, [BLOCKER], None).events == []
+
+
+def test_preflight_error_is_retried_not_stalled() -> None:
+    after = planner.after_preflight({}, 1, NOW, None, "connection refused")
+    assert cond(after.status, "PreflightPassed")["reason"] == "PreflightError"
+    assert cond(after.status, "Reconciling")["status"] == "True"
+    assert not any(c["type"] == "Stalled" for c in after.status["conditions"])
+    assert "connection refused" in after.status["message"]
 
 
 def test_replanning_same_world_changes_nothing() -> None:

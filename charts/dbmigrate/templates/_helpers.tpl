@@ -34,10 +34,32 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 - apiGroups: [""]
   resources: [events]
   verbs: [create]
+# ownerReferences with blockOwnerDeletion need this where OwnerReferencesPermissionEnforcement is on.
+- apiGroups: [dbmigrate.dev]
+  resources: [migrations/finalizers]
+  verbs: [update]
+# Read the source; create (never update or delete) the target's children.
 - apiGroups: [apps]
   resources: [statefulsets]
-  verbs: [get]
+  verbs: [get, create]
 - apiGroups: [""]
   resources: [services, secrets]
-  verbs: [get]
+  verbs: [get, create]
+- apiGroups: [networking.k8s.io]
+  resources: [networkpolicies]
+  verbs: [get, create]
+# kopf peering (HA: which replica acts); cluster-wide when all namespaces are watched,
+# a KopfPeering per watched namespace otherwise. list/watch to see the peers, patch to post
+# this replica's keep-alive (kopf never gets or creates it: the chart creates the object).
+{{- if .Values.peering.enabled }}
+{{- if .Values.watchNamespaces }}
+- apiGroups: [kopf.dev]
+  resources: [kopfpeerings]
+  verbs: [list, watch, patch]
+{{- else }}
+- apiGroups: [kopf.dev]
+  resources: [clusterkopfpeerings]
+  verbs: [list, watch, patch]
+{{- end }}
+{{- end }}
 {{- end -}}

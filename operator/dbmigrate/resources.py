@@ -1,0 +1,201 @@
+"""Pure builders for the children of a Migration: plain dicts, no I/O.
+
+Every child carries the same labels and a controller ownerReference to its Migration, so the
+garbage collector removes it with the Migration and the operator can find it after a restart.
+Every pod is Pod Security "restricted": non-root, no privilege escalation, all capabilities
+dropped, seccomp RuntimeDefault.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from .api import GROUP, KIND, VERSION, MigrationSpec
+
+MANAGED_BY = "dbmigrate"
+LABEL_MIGRATION = f"{GROUP}/migration"
+LABEL_COMPONENT = "app.kubernetes.io/component"
+PG_PORT = 5432
+# uid/gid of the postgres user in the Debian-based official images.
+PG_UID = 999
+DEFAULT_SIZE_GI = 1
+HEADROOM = 1.25  # the copy is freshly packed, but indexes are rebuilt and WAL needs room
+
+
+@dataclass(frozen=True)
+class Owner:
+    name: str
+    namespace: str
+    uid: str
+
+
+def names(migration: str) -> dict[str, str]:
+    """Child names, derived from the Migration's name (CRD keeps it <= 40 chars)."""
+    return {
+        "statefulset": f"{migration}-target",
+        "service": f"{migration}-target",
+        "headless": f"{migration}-target-hl",
+        "secret": f"{migration}-target-credentials",
+        "networkpolicy": f"{migration}-target",
+    }
+
+
+def labels(owner: Owner, component: str) -> dict[str, str]:
+    return {
+        "app.kubernetes.io/managed-by": MANAGED_BY,
+        "app.kubernetes.io/name": "postgresql",
+        LABEL_COMPONENT: component,
+        LABEL_MIGRATION: owner.name,
+    }
+
+
+def _meta(owner: Owner, name: str, component: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "namespace": owner.namespace,
+        "labels": labels(owner, component),
+        "ownerReferences": [{
+            "apiVersion": f"{GROUP}/{VERSION}", "kind": KIND, "name": owner.name, "uid": owner.uid,
+            "controller": True, "blockOwnerDeletion": True,
+        }],
+    }
+
+
+_QUANTITY = re.compile(r"^(\d+(?:\.\d+)?)(Ki|Mi|Gi|Ti|Pi|k|M|G|T|P)?$")
+_FACTORS = {None: 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15,
+            "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50}
+
+
+def quantity_bytes(q: str) -> int | None:
+    m = _QUANTITY.match(q.strip())
+    if not m:
+        return None
+    return int(float(m.group(1)) * _FACTORS[m.group(2)])
+
+
+def target_size(spec: MigrationSpec, source_size: str | None) -> str:
+    """spec.target.storage.size, else the source volume plus headroom, in whole Gi."""
+    if spec.target.storage_size:
+        return spec.target.storage_size
+    b = quantity_bytes(source_size) if source_size else None
+    if not b:
+        return f"{DEFAULT_SIZE_GI}Gi"
+    return f"{max(DEFAULT_SIZE_GI, math.ceil(b * HEADROOM / 2**30))}Gi"
+
+
+def restricted_pod_security() -> dict[str, Any]:
+    return {"runAsNonRoot": True, "runAsUser": PG_UID, "runAsGroup": PG_UID, "fsGroup": PG_UID,
+            "seccompProfile": {"type": "RuntimeDefault"}}
+
+
+def restricted_container_security() -> dict[str, Any]:
+    return {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]},
+            "runAsNonRoot": True}
+
+
+def credentials_secret(owner: Owner, username: str, password: str) -> dict[str, Any]:
+    n = names(owner.name)
+    return {"apiVersion": "v1", "kind": "Secret", "metadata": _meta(owner, n["secret"], "target"),
+            "type": "Opaque", "stringData": {"username": username, "password": password}}
+
+
+def target_statefulset(owner: Owner, spec: MigrationSpec, image: str, source_size: str | None,
+                       source_storage_class: str | None) -> dict[str, Any]:
+    n = names(owner.name)
+    lbl = labels(owner, "target")
+    secret_ref = n["secret"]
+    env = [
+        {"name": "POSTGRES_USER", "valueFrom": {"secretKeyRef": {"name": secret_ref, "key": "username"}}},
+        {"name": "POSTGRES_PASSWORD", "valueFrom": {"secretKeyRef": {"name": secret_ref, "key": "password"}}},
+        {"name": "PGDATA", "value": "/var/lib/postgresql/data/pgdata"},
+    ]
+    container: dict[str, Any] = {
+        "name": "postgres",
+        "image": image,
+        "imagePullPolicy": "IfNotPresent",
+        # logical: an execute subscribes from the source; the same settings serve a test.
+        "args": ["-c", "wal_level=logical", "-c", "max_wal_senders=10", "-c", "max_replication_slots=10"],
+        "env": env,
+        "ports": [{"name": "postgres", "containerPort": PG_PORT}],
+        "readinessProbe": {
+            "exec": {"command": ["sh", "-c", 'pg_isready -h 127.0.0.1 -p 5432 -U "$POSTGRES_USER"']},
+            "periodSeconds": 5, "timeoutSeconds": 5, "failureThreshold": 3,
+        },
+        "securityContext": restricted_container_security(),
+        "volumeMounts": [{"name": "data", "mountPath": "/var/lib/postgresql/data"},
+                         {"name": "run", "mountPath": "/var/run/postgresql"}],
+    }
+    if spec.target.resources:
+        container["resources"] = {k: dict(v) for k, v in spec.target.resources.items()}
+    pvc_spec: dict[str, Any] = {
+        "accessModes": ["ReadWriteOnce"],
+        "resources": {"requests": {"storage": target_size(spec, source_size)}},
+    }
+    storage_class = spec.target.storage_class_name or source_storage_class
+    if storage_class:
+        pvc_spec["storageClassName"] = storage_class
+    return {
+        "apiVersion": "apps/v1", "kind": "StatefulSet",
+        "metadata": _meta(owner, n["statefulset"], "target"),
+        "spec": {
+            "serviceName": n["headless"],
+            "replicas": 1,
+            "selector": {"matchLabels": lbl},
+            "template": {
+                "metadata": {"labels": lbl},
+                "spec": {
+                    "securityContext": restricted_pod_security(),
+                    "automountServiceAccountToken": False,
+                    "enableServiceLinks": False,
+                    "terminationGracePeriodSeconds": 30,
+                    "containers": [container],
+                    "volumes": [{"name": "run", "emptyDir": {}}],
+                },
+            },
+            "volumeClaimTemplates": [{"metadata": {"name": "data", "labels": lbl}, "spec": pvc_spec}],
+        },
+    }
+
+
+def target_services(owner: Owner) -> list[dict[str, Any]]:
+    n = names(owner.name)
+    lbl = labels(owner, "target")
+    port = [{"name": "postgres", "port": PG_PORT, "targetPort": "postgres"}]
+    return [
+        {"apiVersion": "v1", "kind": "Service", "metadata": _meta(owner, n["headless"], "target"),
+         "spec": {"clusterIP": "None", "selector": lbl, "ports": port, "publishNotReadyAddresses": True}},
+        {"apiVersion": "v1", "kind": "Service", "metadata": _meta(owner, n["service"], "target"),
+         "spec": {"type": "ClusterIP", "selector": lbl, "ports": port}},
+    ]
+
+
+def target_network_policy(owner: Owner, operator_namespace: str | None) -> dict[str, Any]:
+    """Only pods of the Migration's namespace (and the operator) may reach the target."""
+    peers: list[dict[str, Any]] = [{"podSelector": {}}]
+    if operator_namespace and operator_namespace != owner.namespace:
+        peers.append({"namespaceSelector": {"matchLabels": {
+            "kubernetes.io/metadata.name": operator_namespace}}})
+    return {
+        "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+        "metadata": _meta(owner, names(owner.name)["networkpolicy"], "target"),
+        "spec": {
+            "podSelector": {"matchLabels": labels(owner, "target")},
+            "policyTypes": ["Ingress"],
+            "ingress": [{"from": peers, "ports": [{"protocol": "TCP", "port": PG_PORT}]}],
+        },
+    }
+
+
+def target_objects(owner: Owner, spec: MigrationSpec, image: str, source_size: str | None,
+                   source_storage_class: str | None, operator_namespace: str | None,
+                   username: str, password: str) -> list[dict[str, Any]]:
+    """Everything Provisioning creates, in creation order (the Secret before its users)."""
+    return [
+        credentials_secret(owner, username, password),
+        *target_services(owner),
+        target_network_policy(owner, operator_namespace),
+        target_statefulset(owner, spec, image, source_size, source_storage_class),
+    ]

@@ -1,0 +1,96 @@
+from typing import Any
+
+import pytest
+
+from dbmigrate import resources as r
+from dbmigrate.api import parse_spec
+
+OWNER = r.Owner("pg-to-17", "customer-42", "uid-1")
+SPEC = parse_spec({"source": {"statefulSetName": "pg", "serviceName": "pg", "credentialsSecretName": "s"},
+                   "target": {"version": "17"}})
+
+
+def _objs(**kw: Any) -> dict[str, dict[str, Any]]:
+    args: dict[str, Any] = {"source_size": "8Gi", "source_storage_class": "local", "operator_namespace": "ops",
+                            "username": "postgres", "password": "pw-123"}
+    args.update(kw)
+    objs = r.target_objects(OWNER, args.pop("spec", SPEC), "postgres:17", **args)
+    return {f'{o["kind"]}/{o["metadata"]["name"]}': o for o in objs}
+
+
+def test_every_child_is_owned_and_labelled() -> None:
+    objs = _objs()
+    assert list(objs) == ["Secret/pg-to-17-target-credentials", "Service/pg-to-17-target-hl",
+                          "Service/pg-to-17-target", "NetworkPolicy/pg-to-17-target", "StatefulSet/pg-to-17-target"]
+    for o in objs.values():
+        m = o["metadata"]
+        assert m["namespace"] == "customer-42"
+        assert m["ownerReferences"] == [{"apiVersion": "dbmigrate.dev/v1alpha1", "kind": "Migration",
+                                         "name": "pg-to-17", "uid": "uid-1", "controller": True,
+                                         "blockOwnerDeletion": True}]
+        assert m["labels"]["dbmigrate.dev/migration"] == "pg-to-17"
+        assert m["labels"]["app.kubernetes.io/managed-by"] == "dbmigrate"
+
+
+def test_statefulset_is_restricted_and_takes_credentials_by_reference() -> None:
+    sts = _objs()["StatefulSet/pg-to-17-target"]
+    pod = sts["spec"]["template"]["spec"]
+    assert pod["securityContext"] == {"runAsNonRoot": True, "runAsUser": 999, "runAsGroup": 999, "fsGroup": 999,
+                                      "seccompProfile": {"type": "RuntimeDefault"}}
+    (c,) = pod["containers"]
+    assert c["image"] == "postgres:17"
+    assert c["securityContext"] == {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]},
+                                    "runAsNonRoot": True}
+    env = {e["name"]: e for e in c["env"]}
+    assert env["POSTGRES_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "pg-to-17-target-credentials",
+                                                                    "key": "password"}
+    assert "pw-123" not in str(sts)
+    assert "wal_level=logical" in c["args"]
+    assert pod["automountServiceAccountToken"] is False
+    assert sts["spec"]["serviceName"] == "pg-to-17-target-hl"
+    assert sts["spec"]["selector"]["matchLabels"] == sts["spec"]["template"]["metadata"]["labels"]
+
+
+@pytest.mark.parametrize(("spec_size", "source", "expected"), [
+    (None, "8Gi", "10Gi"), (None, "10Gi", "13Gi"), (None, "500Mi", "1Gi"), (None, None, "1Gi"),
+    (None, "garbage", "1Gi"), ("20Gi", "8Gi", "20Gi"), (None, "100G", "117Gi"),
+])
+def test_volume_size(spec_size: str | None, source: str | None, expected: str) -> None:
+    spec = parse_spec({"source": {"statefulSetName": "pg", "serviceName": "pg", "credentialsSecretName": "s"},
+                       "target": {"version": "17", **({"storage": {"size": spec_size}} if spec_size else {})}})
+    assert r.target_size(spec, source) == expected
+
+
+def test_storage_class_and_resources_from_spec() -> None:
+    spec = parse_spec({"source": {"statefulSetName": "pg", "serviceName": "pg", "credentialsSecretName": "s"},
+                       "target": {"version": "17", "storage": {"storageClassName": "fast"},
+                                  "resources": {"limits": {"memory": "2Gi"}}}})
+    sts = _objs(spec=spec)["StatefulSet/pg-to-17-target"]
+    assert sts["spec"]["volumeClaimTemplates"][0]["spec"]["storageClassName"] == "fast"
+    assert sts["spec"]["template"]["spec"]["containers"][0]["resources"] == {"limits": {"memory": "2Gi"}}
+    default = _objs()["StatefulSet/pg-to-17-target"]
+    assert default["spec"]["volumeClaimTemplates"][0]["spec"]["storageClassName"] == "local"
+    assert "resources" not in default["spec"]["template"]["spec"]["containers"][0]
+
+
+def test_services() -> None:
+    objs = _objs()
+    hl, svc = objs["Service/pg-to-17-target-hl"], objs["Service/pg-to-17-target"]
+    assert hl["spec"]["clusterIP"] == "None"
+    assert svc["spec"]["type"] == "ClusterIP" and svc["spec"]["ports"][0]["port"] == 5432
+    assert svc["spec"]["selector"] == objs["StatefulSet/pg-to-17-target"]["spec"]["selector"]["matchLabels"]
+
+
+def test_network_policy_admits_namespace_and_operator_only() -> None:
+    np = _objs()["NetworkPolicy/pg-to-17-target"]["spec"]
+    assert np["policyTypes"] == ["Ingress"]
+    assert np["ingress"][0]["from"] == [
+        {"podSelector": {}},
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ops"}}}]
+    same = _objs(operator_namespace="customer-42")["NetworkPolicy/pg-to-17-target"]["spec"]
+    assert same["ingress"][0]["from"] == [{"podSelector": {}}]
+
+
+def test_secret_holds_generated_login() -> None:
+    sec = _objs()["Secret/pg-to-17-target-credentials"]
+    assert sec["stringData"] == {"username": "postgres", "password": "pw-123"}
