@@ -28,6 +28,9 @@ class Finding:
     object: str
     message: str
     hint: str
+    # Which strategies the finding concerns: "all", or only "logical" (online) / "dump".
+    # A logical-only blocker means "use strategy dump", not "cannot migrate".
+    applies_to: str = "all"
 
     def to_status(self) -> dict[str, str]:
         return {
@@ -36,6 +39,7 @@ class Finding:
             "object": self.object,
             "message": self.message,
             "hint": self.hint,
+            "appliesTo": self.applies_to,
         }
 
 
