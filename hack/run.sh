@@ -38,7 +38,10 @@ else
 fi
 
 "$KUBECTL" apply --server-side -f crds/ >/dev/null
-"$KUBECTL" wait --for=condition=Established --timeout=60s crd/migrations.dbmigrate.dev >/dev/null
+for _ in $(seq 1 120); do  # `kubectl wait` fails instead of waiting while the CRD has no conditions
+  [[ "$("$KUBECTL" get crd/migrations.dbmigrate.dev -o jsonpath='{.status.conditions[?(@.type=="Established")].status}')" == True ]] && break
+  sleep 0.5
+done
 cat <<MSG
 
   dbmigrate operator starting. In another terminal:

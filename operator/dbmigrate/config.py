@@ -38,6 +38,15 @@ def _float(name: str, default: float) -> float:
     return value
 
 
+def _port(name: str, default: int) -> int:
+    raw = os.environ.get(name, "")
+    if raw == "":
+        return default
+    if not raw.isdigit() or int(raw) > 65535:
+        raise ConfigError(f"{name}={raw!r} must be a port number (0 disables)")
+    return int(raw)
+
+
 @dataclass(frozen=True)
 class Config:
     # How often every Migration is reconciled even when nothing changed (level-based safety net).
@@ -47,6 +56,8 @@ class Config:
     # Namespace the operator runs in (downward API); its pods may reach target servers.
     operator_namespace: str | None = None
     preflight_timeout: float = 300.0
+    # Prometheus /metrics port; 0 disables the endpoint.
+    metrics_port: int = 9090
 
     @staticmethod
     def from_env() -> Config:
@@ -59,4 +70,5 @@ class Config:
             log_format=fmt,
             operator_namespace=os.environ.get("DBMIGRATE_NAMESPACE") or None,
             preflight_timeout=_float("DBMIGRATE_PREFLIGHT_TIMEOUT_SECONDS", 300.0),
+            metrics_port=_port("DBMIGRATE_METRICS_PORT", 9090),
         )

@@ -16,7 +16,7 @@ from typing import Any
 
 import kopf
 
-from . import kube, planner, resources
+from . import kube, metrics, planner, resources
 from .api import GROUP, PLURAL, VERSION, MigrationSpec, SpecError, parse_spec
 from .config import Config
 from .engines.base import Finding
@@ -44,6 +44,8 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.networking.request_timeout = 60
     settings.execution.default_backoff = 10
     settings.posting.enabled = False  # we post our own, meaningful Events
+    if CONFIG.metrics_port:
+        metrics.serve(CONFIG.metrics_port)
 
 
 @kopf.on.login()
@@ -57,6 +59,15 @@ def service_host(service: str, namespace: str) -> str:
 
 
 async def reconcile(body: kopf.Body, logger: kopf.Logger | logging.LoggerAdapter[Any]) -> None:
+    try:
+        await _reconcile(body, logger)
+    except Exception:
+        metrics.RECONCILES.labels("error").inc()
+        raise
+    metrics.RECONCILES.labels("ok").inc()
+
+
+async def _reconcile(body: kopf.Body, logger: kopf.Logger | logging.LoggerAdapter[Any]) -> None:
     meta = body["metadata"]
     ns, name, uid = meta["namespace"], meta["name"], meta["uid"]
     if meta.get("deletionTimestamp"):
@@ -79,13 +90,15 @@ async def reconcile(body: kopf.Body, logger: kopf.Logger | logging.LoggerAdapter
         result = planner.plan(spec, status, generation, observation, datetime.now(UTC),
                               target=target, images=CONFIG.images)
         status = await _write(ns, name, uid, status, result, logger)
+        metrics.observe(uid, ns, name, str(spec.get("mode", "test")), status)
 
         if isinstance(result.action, planner.EnsureTarget) and parsed and observation:
             await _ensure_target(ns, name, uid, parsed, observation, result.action.image, logger)
         elif isinstance(result.action, planner.RunPreflight) and parsed:
             findings, error = await _run_preflight(ns, parsed, child_names)
             after = planner.after_preflight(status, generation, datetime.now(UTC), findings, error)
-            await _write(ns, name, uid, status, after, logger)
+            status = await _write(ns, name, uid, status, after, logger)
+            metrics.observe(uid, ns, name, str(spec.get("mode", "test")), status)
 
 
 async def _write(ns: str, name: str, uid: str, status: dict[str, Any], result: planner.Plan,
@@ -164,4 +177,5 @@ async def on_delete(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
     # exists so that cleanup which GC cannot do (none yet besides forgetting the lock) runs
     # before the object disappears. The source is never touched.
     _locks.pop(body["metadata"]["uid"], None)
+    metrics.forget(body["metadata"]["uid"])
     logger.info("Migration deleted; owned children are garbage-collected")

@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,7 +22,7 @@ import pytest
 import yaml
 from kubernetes.client.exceptions import ApiException
 
-from controlplane import ControlPlane
+from controlplane import ControlPlane, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD = ROOT / "crds" / "dbmigrate.dev_migrations.yaml"
@@ -34,7 +35,10 @@ def control_plane(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempP
     cp = ControlPlane(tmp_path_factory.mktemp("controlplane")).start()
     try:
         cp.kubectl("apply", "--server-side", "-f", str(CRD))
-        cp.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/migrations.dbmigrate.dev")
+        # `kubectl wait` errors out (instead of waiting) while the CRD has no conditions yet.
+        wait_for(lambda: cp.kubectl("get", "crd/migrations.dbmigrate.dev", "-o",
+                                    "jsonpath={.status.conditions[?(@.type=='Established')].status}",
+                                    check=False).stdout == "True", timeout=60, what="CRD Established")
         yield cp
     finally:
         if request.session.testsfailed:
@@ -87,15 +91,30 @@ class OperatorProcess:
         self.proc: subprocess.Popen[bytes] | None = None
         token = cp.kubectl("create", "token", "dbmigrate", "-n", OPERATOR_NS, "--duration=24h").stdout.strip()
         self.kubeconfig = cp.kubeconfig_for_token(workdir / "operator.kubeconfig", token)
+        self.metrics_port = free_port()
 
     def start(self) -> None:
         env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), "DBMIGRATE_RESYNC_SECONDS": "2",
                "DBMIGRATE_NAMESPACE": OPERATOR_NS, "DBMIGRATE_PREFLIGHT_TIMEOUT_SECONDS": "20",
-               "PYTHONPATH": str(ROOT / "operator")}
+               "DBMIGRATE_METRICS_PORT": str(self.metrics_port), "DBMIGRATE_LOG_FORMAT": "json",
+               # the loopback apiserver's self-signed certificate is not verified; keep logs JSON
+               "PYTHONWARNINGS": "ignore", "PYTHONPATH": str(ROOT / "operator")}
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "dbmigrate", "--liveness=", "--verbose"],
+                [sys.executable, "-m", "dbmigrate", "--liveness="],
                 env=env, stdout=log, stderr=subprocess.STDOUT, cwd=self.dir)
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        """The metrics endpoint answers once the operator's startup handlers ran."""
+        def up() -> bool:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise AssertionError(f"operator exited ({self.proc.returncode}):\n{self.tail()}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=2):
+                    return True
+            except OSError:
+                return False
+        wait_for(up, timeout=timeout, what="operator metrics endpoint")
 
     def stop(self, kill: bool = False) -> None:
         if self.proc and self.proc.poll() is None:
@@ -123,6 +142,7 @@ def operator(request: pytest.FixtureRequest, control_plane: ControlPlane,
     cp.kubectl("apply", "-f", "-", input="\n---\n".join(yaml.safe_dump(d) for d in docs))
     op = OperatorProcess(cp, tmp_path_factory.mktemp("operator"))
     op.start()
+    op.wait_ready()
     yield op
     op.stop()
     if request.session.testsfailed:
