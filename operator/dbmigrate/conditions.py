@@ -18,6 +18,7 @@ RECONCILING = "Reconciling"
 STALLED = "Stalled"
 SOURCE_RESOLVED = "SourceResolved"
 PREFLIGHT = "PreflightPassed"
+COPY_VERIFIED = "CopyVerified"
 
 
 class Condition(TypedDict):

@@ -6,20 +6,23 @@ import os
 from dataclasses import dataclass, field
 
 DEFAULT_IMAGES = {15: "postgres:15", 16: "postgres:16", 17: "postgres:17", 18: "postgres:18"}
+# The copy Job's image per target major: that version's client tools + the dbmigrate engine.
+DEFAULT_WORKER_IMAGES = {m: f"dbmigrate-worker:{m}" for m in DEFAULT_IMAGES}
 
 
 class ConfigError(ValueError):
     pass
 
 
-def _images(text: str | None) -> dict[int, str]:
+def _images(text: str | None, defaults: dict[int, str] = DEFAULT_IMAGES,
+            var: str = "DBMIGRATE_IMAGES") -> dict[int, str]:
     """DBMIGRATE_IMAGES='15=postgres:15,17=registry.local/pg:17' overrides the defaults."""
-    images = dict(DEFAULT_IMAGES)
+    images = dict(defaults)
     for item in filter(None, (text or "").replace(";", ",").split(",")):
         major, sep, image = item.strip().partition("=")
         if not sep or not major.strip().isdigit() or not image.strip():
             raise ConfigError(
-                f"DBMIGRATE_IMAGES entry {item!r} must look like '17=postgres:17' (major=image)"
+                f"{var} entry {item!r} must look like '17=postgres:17' (major=image)"
             )
         images[int(major)] = image.strip()
     return images
@@ -52,6 +55,7 @@ class Config:
     # How often every Migration is reconciled even when nothing changed (level-based safety net).
     resync_seconds: float = 10.0
     images: dict[int, str] = field(default_factory=lambda: dict(DEFAULT_IMAGES))
+    worker_images: dict[int, str] = field(default_factory=lambda: dict(DEFAULT_WORKER_IMAGES))
     log_format: str = "text"
     # Namespace the operator runs in (downward API); its pods may reach target servers.
     operator_namespace: str | None = None
@@ -67,6 +71,8 @@ class Config:
         return Config(
             resync_seconds=_float("DBMIGRATE_RESYNC_SECONDS", 10.0),
             images=_images(os.environ.get("DBMIGRATE_IMAGES")),
+            worker_images=_images(os.environ.get("DBMIGRATE_WORKER_IMAGES"), DEFAULT_WORKER_IMAGES,
+                                  "DBMIGRATE_WORKER_IMAGES"),
             log_format=fmt,
             operator_namespace=os.environ.get("DBMIGRATE_NAMESPACE") or None,
             preflight_timeout=_float("DBMIGRATE_PREFLIGHT_TIMEOUT_SECONDS", 300.0),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import dataclasses
 import logging
 import secrets
 from datetime import UTC, datetime
@@ -53,11 +54,6 @@ def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
     return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
 
 
-def service_host(service: str, namespace: str) -> str:
-    # In a pod the resolver's search path completes this to <svc>.<ns>.svc.<cluster-domain>.
-    return f"{service}.{namespace}.svc"
-
-
 async def reconcile(body: kopf.Body, logger: kopf.Logger | logging.LoggerAdapter[Any]) -> None:
     try:
         await _reconcile(body, logger)
@@ -85,18 +81,32 @@ async def _reconcile(body: kopf.Body, logger: kopf.Logger | logging.LoggerAdapte
                 ns, parsed.source.stateful_set_name, parsed.source.service_name,
                 parsed.source.credentials_secret_name)
             target = await kube.read_target(ns, child_names)
+            target = dataclasses.replace(target, job=await kube.read_job(ns, child_names["copyjob"]))
+            if status.get("phase") == "Copying" and target.job is not None and target.job.active:
+                target = dataclasses.replace(target, bytes_copied=await _target_bytes(ns, child_names))
         except SpecError:
             pass  # the planner reports it as a condition
         result = planner.plan(spec, status, generation, observation, datetime.now(UTC),
-                              target=target, images=CONFIG.images)
+                              target=target, images=CONFIG.images, worker_images=CONFIG.worker_images,
+                              name=name, namespace=ns)
         status = await _write(ns, name, uid, status, result, logger)
         metrics.observe(uid, ns, name, str(spec.get("mode", "test")), status)
 
         if isinstance(result.action, planner.EnsureTarget) and parsed and observation:
             await _ensure_target(ns, name, uid, parsed, observation, result.action.image, logger)
+        elif isinstance(result.action, planner.CreateCopyJob) and parsed:
+            owner = resources.Owner(name=name, namespace=ns, uid=uid)
+            if await kube.ensure(resources.copy_job(owner, parsed, result.action.worker_image)):
+                logger.info("created Job %s", child_names["copyjob"])
+        elif isinstance(result.action, planner.ExpireTarget):
+            for kind, key in (("Job", "copyjob"), ("StatefulSet", "statefulset"), ("Service", "service"),
+                              ("Service", "headless"), ("NetworkPolicy", "networkpolicy"), ("Secret", "secret")):
+                if await kube.delete_owned(ns, kind, child_names[key], uid):
+                    logger.info("deleted %s %s (test server expired)", kind, child_names[key])
         elif isinstance(result.action, planner.RunPreflight) and parsed:
-            findings, error = await _run_preflight(ns, parsed, child_names)
-            after = planner.after_preflight(status, generation, datetime.now(UTC), findings, error)
+            findings, error, source_bytes = await _run_preflight(ns, parsed, child_names)
+            after = planner.after_preflight(status, generation, datetime.now(UTC), findings, error,
+                                            source_bytes)
             status = await _write(ns, name, uid, status, after, logger)
             metrics.observe(uid, ns, name, str(spec.get("mode", "test")), status)
 
@@ -130,10 +140,10 @@ async def _ensure_target(ns: str, name: str, uid: str, spec: MigrationSpec, obs:
 
 
 async def _run_preflight(ns: str, spec: MigrationSpec, child_names: dict[str, str]
-                         ) -> tuple[list[Finding] | None, str | None]:
+                         ) -> tuple[list[Finding] | None, str | None, int | None]:
     """Connect to source and target through their Services and run the engine's check.
-    Returns (findings, None) or (None, a message safe to publish)."""
-    from .engines.postgres import checks
+    Returns (findings, None, source bytes) or (None, a message safe to publish, None)."""
+    from .engines.postgres import checks, jobmain
     from .engines.postgres.conninfo import ConnInfo
 
     try:
@@ -141,22 +151,41 @@ async def _run_preflight(ns: str, spec: MigrationSpec, child_names: dict[str, st
                                              spec.source.username_key, spec.source.password_key)
         tu, tp = await kube.read_credentials(ns, child_names["secret"], "username", "password")
     except Exception as e:  # missing Secret/key: say which, never the value
-        return None, f"cannot read credentials ({type(e).__name__})"
-    source = ConnInfo(host=service_host(spec.source.service_name, ns), port=spec.source.port,
+        return None, f"cannot read credentials ({type(e).__name__})", None
+    source = ConnInfo(host=resources.service_host(spec.source.service_name, ns), port=spec.source.port,
                       user=su, password=sp)
-    target = ConnInfo(host=service_host(child_names["service"], ns), port=resources.PG_PORT,
+    target = ConnInfo(host=resources.service_host(child_names["service"], ns), port=resources.PG_PORT,
                       user=tu, password=tp)
 
-    def run() -> list[Finding]:
-        return checks.check(source, checks.TargetInfo.from_server(target))
+    def run() -> tuple[list[Finding], int]:
+        return checks.check(source, checks.TargetInfo.from_server(target)), jobmain.database_bytes(source)
 
     try:
-        return await asyncio.wait_for(asyncio.to_thread(run), timeout=CONFIG.preflight_timeout), None
+        findings, size = await asyncio.wait_for(asyncio.to_thread(run), timeout=CONFIG.preflight_timeout)
+        return findings, None, size
     except Exception as e:  # unreachable server, auth failure, timeout: retried next reconcile
-        text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        for secret_value in (sp, tp):
-            text = text.replace(secret_value, "***")
-        return None, text
+        return None, _safe_error(e, sp, tp), None
+
+
+def _safe_error(e: BaseException, *secret_values: str) -> str:
+    text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    for value in secret_values:
+        text = text.replace(value, "***")
+    return text
+
+
+async def _target_bytes(ns: str, child_names: dict[str, str]) -> int | None:
+    """How much the target holds now: the copy's progress (None when it cannot be read)."""
+    from .engines.postgres import jobmain
+    from .engines.postgres.conninfo import ConnInfo
+
+    try:
+        user, password = await kube.read_credentials(ns, child_names["secret"], "username", "password")
+        target = ConnInfo(host=resources.service_host(child_names["service"], ns), port=resources.PG_PORT,
+                          user=user, password=password)
+        return await asyncio.wait_for(asyncio.to_thread(jobmain.database_bytes, target), timeout=15)
+    except Exception:  # progress is best-effort; the Job's outcome is what counts
+        return None
 
 
 @kopf.on.create(GROUP, VERSION, PLURAL)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import logging
 import threading
 from collections.abc import Callable
@@ -21,6 +22,7 @@ from kubernetes.client.exceptions import ApiException
 from .api import GROUP, KIND, PLURAL, VERSION
 from .observed import (
     ContainerInfo,
+    JobObservation,
     SecretInfo,
     ServiceInfo,
     SourceObservation,
@@ -176,6 +178,7 @@ async def ensure(obj: dict[str, Any]) -> bool:
         "StatefulSet": lambda: kubernetes.client.AppsV1Api(_api()).create_namespaced_stateful_set(ns, body),
         "NetworkPolicy": lambda: kubernetes.client.NetworkingV1Api(_api()).create_namespaced_network_policy(
             ns, body),
+        "Job": lambda: kubernetes.client.BatchV1Api(_api()).create_namespaced_job(ns, body),
     }
 
     def create() -> bool:
@@ -200,3 +203,85 @@ async def read_credentials(namespace: str, secret: str, username_key: str, passw
         return (base64.b64decode(data[username_key]).decode(), base64.b64decode(data[password_key]).decode())
 
     return await _call(read)
+
+
+async def read_job(namespace: str, name: str) -> JobObservation | None:
+    """The copy Job's state, plus the JSON result its last pod left as termination message."""
+    batch = kubernetes.client.BatchV1Api(_api())
+    core = kubernetes.client.CoreV1Api(_api())
+
+    def read() -> JobObservation | None:
+        job = _or_none(lambda: batch.read_namespaced_job(name, namespace))
+        if job is None:
+            return None
+        st = job.status
+        conds = {c.type: c for c in (st.conditions or []) if c.status == "True"} if st else {}
+        failed = "Failed" in conds
+        result = None
+        if "Complete" in conds or failed:
+            pods: list[Any] = list(core.list_namespaced_pod(namespace, label_selector=f"job-name={name}").items)
+            pods.sort(key=lambda p: p.metadata.creation_timestamp)
+            for pod in reversed(pods):
+                for cs in (pod.status.container_statuses or []) if pod.status else []:
+                    term = cs.state.terminated if cs.state else None
+                    if term is not None and term.message:
+                        result = _json_or_none(term.message)
+                        break
+                if result is not None:
+                    break
+        return JobObservation(
+            active=(st.active or 0) if st else 0,
+            succeeded="Complete" in conds,
+            failed=failed,
+            failure=(conds["Failed"].message or conds["Failed"].reason or "") if failed else "",
+            result=result,
+        )
+
+    return await _call(read)
+
+
+def _json_or_none(text: str) -> dict[str, object] | None:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+async def delete_owned(namespace: str, kind: str, name: str, owner_uid: str) -> bool:
+    """Delete a child only if it is controlled by the given Migration (never a source object)."""
+    apis: dict[str, tuple[Callable[[], Any], Callable[..., Any]]] = {
+        "StatefulSet": (lambda: kubernetes.client.AppsV1Api(_api()).read_namespaced_stateful_set(name, namespace),
+                        kubernetes.client.AppsV1Api(_api()).delete_namespaced_stateful_set),
+        "Service": (lambda: kubernetes.client.CoreV1Api(_api()).read_namespaced_service(name, namespace),
+                    kubernetes.client.CoreV1Api(_api()).delete_namespaced_service),
+        "Secret": (lambda: kubernetes.client.CoreV1Api(_api()).read_namespaced_secret(name, namespace),
+                   kubernetes.client.CoreV1Api(_api()).delete_namespaced_secret),
+        "NetworkPolicy": (
+            lambda: kubernetes.client.NetworkingV1Api(_api()).read_namespaced_network_policy(name, namespace),
+            kubernetes.client.NetworkingV1Api(_api()).delete_namespaced_network_policy),
+        "Job": (lambda: kubernetes.client.BatchV1Api(_api()).read_namespaced_job(name, namespace),
+                kubernetes.client.BatchV1Api(_api()).delete_namespaced_job),
+    }
+    read, delete = apis[kind]
+
+    def run() -> bool:
+        obj = _or_none(read)
+        if obj is None:
+            return False
+        refs = obj.metadata.owner_references or []
+        if not any(r.uid == owner_uid and r.controller for r in refs):
+            log.warning("not deleting %s %s/%s: not controlled by Migration %s", kind, namespace, name, owner_uid)
+            return False
+        body = kubernetes.client.V1DeleteOptions(
+            propagation_policy="Background",
+            preconditions=kubernetes.client.V1Preconditions(uid=obj.metadata.uid))
+        try:
+            delete(name, namespace, body=body)
+        except ApiException as e:
+            if e.status in (404, 409):
+                return False
+            raise
+        return True
+
+    return await _call(run)

@@ -50,11 +50,25 @@ class SourceObservation:
 
 
 @dataclass(frozen=True)
+class JobObservation:
+    """The copy Job: `result` is the JSON its pod left in the termination message."""
+
+    active: int = 0
+    succeeded: bool = False
+    failed: bool = False
+    failure: str = ""
+    result: dict[str, object] | None = None
+
+
+@dataclass(frozen=True)
 class TargetObservation:
     """The target children Provisioning creates; `present` holds the kinds found."""
 
     present: frozenset[str] = frozenset()
     ready_replicas: int = 0
+    job: JobObservation | None = None
+    # Bytes in the target's databases (progress while copying); None when not measured.
+    bytes_copied: int | None = None
 
     @property
     def complete(self) -> bool:

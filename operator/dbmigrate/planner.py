@@ -19,11 +19,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from . import conditions as cond
-from .api import SUPPORTED_SOURCES, MigrationSpec, SpecError, image_major, parse_spec
+from . import resources
+from .api import SUPPORTED_SOURCES, MigrationSpec, SpecError, TestSpec, image_major, parse_spec
 from .conditions import Condition
 from .engines.base import Finding, Severity
 from .observed import ContainerInfo, SourceObservation, TargetObservation
@@ -176,7 +177,19 @@ class RunPreflight:
     """Connect to source and target and run the engine's pre-flight check."""
 
 
-Action = EnsureTarget | RunPreflight
+@dataclass(frozen=True)
+class CreateCopyJob:
+    """Start the Job that copies and verifies (created once; a deleted Job is re-created)."""
+
+    worker_image: str
+
+
+@dataclass(frozen=True)
+class ExpireTarget:
+    """The test server's TTL ran out: delete the target's children (never the source)."""
+
+
+Action = EnsureTarget | RunPreflight | CreateCopyJob | ExpireTarget
 
 
 @dataclass
@@ -194,6 +207,7 @@ class _Builder:
         self.conds: list[Condition] = list(status.get("conditions") or [])
         self.generation, self.now = generation, now
         self.status: dict[str, Any] = {"observedGeneration": generation}
+        self.target_status: dict[str, Any] = {}
 
     def set(self, t: str, s: cond.Status, reason: str, message: str) -> None:
         self.conds = cond.set_condition(self.conds, t, s, reason, message, self.generation, self.now)
@@ -229,8 +243,18 @@ def plan(
     now: datetime,
     target: TargetObservation | None = None,
     images: Mapping[int, str] | None = None,
+    worker_images: Mapping[int, str] | None = None,
+    name: str = "migration",
+    namespace: str = "default",
 ) -> Plan:
     b = _Builder(status, generation, now)
+    b.target_status = _target_status(name, namespace)
+    if status.get("phase") == "Expired":
+        # Terminal: the test server is gone; a new test needs a new Migration.
+        b.status["phase"] = "Expired"
+        return b.plan()
+    if cond.is_true(b.conds, cond.COPY_VERIFIED):
+        return _ready(b, _ttl(body_spec), now)
     try:
         spec = parse_spec(body_spec)
         problems: list[Problem] = []
@@ -267,6 +291,7 @@ def plan(
     # Provisioning: the target server first, because the check needs what the target offers
     # (its extensions, ICU, locales). It is a new, separate server: the source is not touched.
     t = target or TargetObservation()
+    b.status["target"] = {**b.target_status, "image": image}
     if not t.complete:
         b.progressing("Provisioning", "CreatingTarget",
                       f"creating the target server (PostgreSQL {spec.target.version}, image {image})")
@@ -287,14 +312,119 @@ def plan(
             b.status["phase"] = "Checking"
         return b.plan(RunPreflight())
 
-    b.progressing("Checking", "CopyNotAvailable",
-                  "pre-flight check passed; the next step (copying into the target server) is not "
-                  "available in this operator build. The source is untouched.")
+    return _copy(b, spec, t, (worker_images or {}).get(spec.target.version), status)
+
+
+def _copy(b: _Builder, spec: MigrationSpec, t: TargetObservation, worker_image: str | None,
+          status: dict[str, Any]) -> Plan:
+    """Copying: one Job copies every database and verifies the copy (engine jobmain)."""
+    job = t.job
+    if job is None:
+        if worker_image is None:
+            msg = (f"the operator has no worker image for PostgreSQL {spec.target.version}: add it to the "
+                   f"operator's worker image map (DBMIGRATE_WORKER_IMAGES)")
+            b.stalled("Failed", "NoWorkerImage", msg, "fix the operator's configuration")
+            return b.plan()
+        b.progressing("Copying", "StartingCopy", "starting the copy Job")
+        return b.plan(CreateCopyJob(worker_image))
+    total = int((status.get("progress") or {}).get("bytesTotal") or 0)
+    if job.succeeded:  # the Job exits 0 only when verification found no difference
+        r = job.result or {}
+        msg = (f"copied and verified {r.get('databases', '?')} database(s), {_mb(r.get('bytes'))} MB of "
+               f"table data in {r.get('seconds', '?')} s")
+        b.set(cond.COPY_VERIFIED, "True", "CopyVerified", msg)
+        done = total or int(str(r.get("bytes") or 0))
+        b.status["progress"] = _progress(done, done)
+        b.status["estimate"] = _estimate(r, status)
+        return _ready(b, spec.test.ttl, b.now, extra=[Event("Normal", "CopyVerified", msg)])
+    if job.failed:
+        r = job.result or {}
+        if r.get("diff"):
+            reason, msg = "VerificationFailed", f"the copy differs from the source: {r['diff']}"
+        else:
+            reason = "CopyFailed"
+            msg = f"the copy Job failed: {r.get('error') or job.failure or 'see the Job pod logs'}"
+        b.set(cond.COPY_VERIFIED, "False", reason, msg)
+        b.stalled("Failed", reason, msg,
+                  f"delete Job {b.target_status['copyJobName']} to retry the copy (the source is untouched)")
+        return b.plan()
+    copied = t.bytes_copied if t.bytes_copied is not None else int(
+        (status.get("progress") or {}).get("bytesCopied") or 0)
+    b.status["progress"] = _progress(copied, total)
+    b.progressing("Copying", "Copying", f"copying every database into the target server "
+                  f"({b.status['progress']['display']})")
     return b.plan()
 
 
+def _target_status(name: str, namespace: str) -> dict[str, Any]:
+    n = resources.names(name)
+    return {"statefulSetName": n["statefulset"], "serviceName": n["service"],
+            "credentialsSecretName": n["secret"], "copyJobName": n["copyjob"],
+            "host": resources.service_host(n["service"], namespace), "port": resources.PG_PORT}
+
+
+def _mb(v: object) -> int:
+    return int(int(str(v or 0)) / 1_000_000)
+
+
+def _progress(copied: int, total: int) -> dict[str, Any]:
+    pct = 0 if total <= 0 else min(99, int(100 * copied / total)) if copied < total else 100
+    return {"percent": pct, "display": f"{pct}%", "bytesCopied": copied, "bytesTotal": total}
+
+
+def _estimate(result: dict[str, object], status: dict[str, Any]) -> dict[str, float]:
+    """What execute will likely cost, from what this test measured. A dump execute fences writes
+    for the whole copy; a logical one only for the final catch-up (seconds)."""
+    seconds = float(str(result.get("seconds") or 0))
+    logical_ok = not any(f.get("severity") == "blocker" for f in status.get("findings") or [])
+    return {"executeSeconds": round(seconds * 1.2 + 30, 1),
+            "writeDowntimeSeconds": 5.0 if logical_ok else round(seconds * 1.2, 1)}
+
+
+def _ready(b: _Builder, ttl: timedelta, now: datetime, extra: list[Event] | None = None) -> Plan:
+    """Ready: publish the test server; at expiry, remove it (phase Expired)."""
+    t = b.target_status
+    verified = cond.find(b.conds, cond.COPY_VERIFIED)
+    since = _parse_time(verified["lastTransitionTime"]) if verified else now
+    expires = since + ttl
+    if now >= expires:
+        b.conds = cond.remove_condition(b.conds, cond.STALLED)
+        b.status["phase"] = "Expired"
+        msg = f"the test server expired at {cond.rfc3339(expires)} and was removed"
+        b.set(cond.READY, "False", "Expired", msg)
+        b.set(cond.RECONCILING, "False", "Expired", msg)
+        b.status["message"] = msg
+        b.status["testServer"] = None
+        return b.plan(ExpireTarget(), extra)
+    b.status["phase"] = "Ready"
+    b.conds = cond.remove_condition(b.conds, cond.STALLED)
+    msg = (f"test server ready at {t['host']}:{t['port']} (credentials in Secret "
+           f"{t['credentialsSecretName']}), until {cond.rfc3339(expires)}")
+    b.set(cond.READY, "True", "TestServerReady", msg)
+    b.set(cond.RECONCILING, "False", "TestServerReady", msg)
+    b.status["message"] = msg
+    b.status["testServer"] = {"host": t["host"], "port": t["port"],
+                              "credentialsSecretName": t["credentialsSecretName"],
+                              "expiresAt": cond.rfc3339(expires)}
+    events = list(extra or [])
+    if b.old.get("phase") != "Ready":
+        events.append(Event("Normal", "TestServerReady", msg))
+    return b.plan(None, events)
+
+
+def _ttl(body_spec: dict[str, Any]) -> timedelta:
+    try:
+        return parse_spec(body_spec).test.ttl
+    except SpecError:
+        return TestSpec().ttl
+
+
+def _parse_time(text: str) -> datetime:
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+
+
 def after_preflight(status: dict[str, Any], generation: int, now: datetime,
-                    findings: list[Finding] | None, error: str | None) -> Plan:
+                    findings: list[Finding] | None, error: str | None, source_bytes: int | None = None) -> Plan:
     """Status after a pre-flight run: findings, the Preflight condition, Stalled on blockers."""
     b = _Builder(status, generation, now)
     b.status["phase"] = "Checking"
@@ -309,6 +439,8 @@ def after_preflight(status: dict[str, Any], generation: int, now: datetime,
     b.status["findings"] = [f.to_status() for f in fs]
     b.status["preflight"] = {"checkedAt": cond.rfc3339(now), "blockers": len(blockers),
                              "warnings": len(warnings)}
+    if source_bytes is not None:
+        b.status["progress"] = _progress(0, source_bytes)
     if blockers:
         msg = (f"{len(blockers)} blocker(s): " + "; ".join(f"{f.code} on {f.object}" for f in blockers[:5])
                + ". See status.findings for hints; the check re-runs until they are fixed.")

@@ -40,6 +40,7 @@ def names(migration: str) -> dict[str, str]:
         "headless": f"{migration}-target-hl",
         "secret": f"{migration}-target-credentials",
         "networkpolicy": f"{migration}-target",
+        "copyjob": f"{migration}-copy",
     }
 
 
@@ -156,6 +157,9 @@ def target_statefulset(owner: Owner, spec: MigrationSpec, image: str, source_siz
                 },
             },
             "volumeClaimTemplates": [{"metadata": {"name": "data", "labels": lbl}, "spec": pvc_spec}],
+            # The target's volume goes with it (TTL expiry, Migration deleted); the source's
+            # volume is never ours to touch.
+            "persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Delete", "whenScaled": "Retain"},
         },
     }
 
@@ -199,3 +203,66 @@ def target_objects(owner: Owner, spec: MigrationSpec, image: str, source_size: s
         target_network_policy(owner, operator_namespace),
         target_statefulset(owner, spec, image, source_size, source_storage_class),
     ]
+
+
+def service_host(service: str, namespace: str) -> str:
+    # In a pod the resolver's search path completes this to <svc>.<ns>.svc.<cluster-domain>.
+    return f"{service}.{namespace}.svc"
+
+
+def _secret_env(name: str, secret: str, key: str) -> dict[str, Any]:
+    return {"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
+
+
+EXIT_VERIFY_DIFF = 2  # jobmain's exit code when the copy differs: retrying will not help
+
+
+def copy_job(owner: Owner, spec: MigrationSpec, worker_image: str, jobs: int = 2) -> dict[str, Any]:
+    """The Job that copies every database into the target and verifies the copy.
+
+    It runs the worker image (the target version's client tools + the dbmigrate engine), gets
+    both logins from Secrets by reference, and reports through its termination message."""
+    n = names(owner.name)
+    src = spec.source
+    env = [
+        {"name": "SOURCE_HOST", "value": service_host(src.service_name, owner.namespace)},
+        {"name": "SOURCE_PORT", "value": str(src.port)},
+        _secret_env("SOURCE_USER", src.credentials_secret_name, src.username_key),
+        _secret_env("SOURCE_PASSWORD", src.credentials_secret_name, src.password_key),
+        {"name": "TARGET_HOST", "value": service_host(n["service"], owner.namespace)},
+        {"name": "TARGET_PORT", "value": str(PG_PORT)},
+        _secret_env("TARGET_USER", n["secret"], "username"),
+        _secret_env("TARGET_PASSWORD", n["secret"], "password"),
+    ]
+    return {
+        "apiVersion": "batch/v1", "kind": "Job",
+        "metadata": _meta(owner, n["copyjob"], "copy"),
+        "spec": {
+            "backoffLimit": 3,
+            # A verification difference is a result, not a transient failure.
+            "podFailurePolicy": {"rules": [{"action": "FailJob", "onExitCodes": {
+                "containerName": "copy", "operator": "In", "values": [EXIT_VERIFY_DIFF]}}]},
+            "template": {
+                "metadata": {"labels": labels(owner, "copy")},
+                "spec": {
+                    "restartPolicy": "Never",
+                    "securityContext": restricted_pod_security(),
+                    "automountServiceAccountToken": False,
+                    "enableServiceLinks": False,
+                    "containers": [{
+                        "name": "copy",
+                        "image": worker_image,
+                        "imagePullPolicy": "IfNotPresent",
+                        "command": ["python3", "-m", "dbmigrate.engines.postgres.jobmain", "copy-verify",
+                                    "--workdir", "/work", "--jobs", str(jobs)],
+                        "env": env,
+                        "securityContext": restricted_container_security(),
+                        "terminationMessagePolicy": "File",
+                        "volumeMounts": [{"name": "work", "mountPath": "/work"}],
+                    }],
+                    # Dumps are transient; a node-local scratch volume is enough.
+                    "volumes": [{"name": "work", "emptyDir": {}}],
+                },
+            },
+        },
+    }

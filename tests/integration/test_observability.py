@@ -35,9 +35,10 @@ def test_metrics_count_migrations_by_phase(operator: OperatorProcess, api: kuber
     before = _value(_scrape(operator.metrics_port), "dbmigrate_migrations", phase="Pending", mode="test") or 0
     kubernetes.client.CustomObjectsApi(api).create_namespaced_custom_object(
         GROUP, VERSION, namespace, PLURAL, migration("metrics-probe"))
-    text = wait_for(lambda: (lambda t: t if (_value(t, "dbmigrate_migrations", phase="Pending", mode="test")
-                                             or 0) > before else None)(_scrape(operator.metrics_port)),
-                    what="Pending count to grow")
+    text = wait_for(lambda: (lambda t: t if _value(t, "dbmigrate_bytes_copied", namespace=namespace,
+                                                   name="metrics-probe") is not None else None)(
+        _scrape(operator.metrics_port)), what="metrics for the new Migration")
+    assert (_value(text, "dbmigrate_migrations", phase="Pending", mode="test") or 0) >= before
     assert _value(text, "dbmigrate_bytes_copied", namespace=namespace, name="metrics-probe") == 0
     ok = _value(text, "dbmigrate_reconciles_total", result="ok")
     assert ok is not None and ok >= 1

@@ -105,3 +105,99 @@ def _read(fn: Any) -> Any:
         if e.status == 404:
             return None
         raise
+
+
+def _wait_phase(api: kubernetes.client.ApiClient, ns: str, phase: str, timeout: float = 60) -> dict[str, Any]:
+    result: dict[str, Any] = wait_for(lambda: (lambda s: s if s.get("phase") == phase else None)(_status(api, ns)),
+                                      timeout=timeout, what=f"phase {phase}")
+    return result
+
+
+def _pod_ready(core: kubernetes.client.CoreV1Api, ns: str, name: str) -> None:
+    wait_for(lambda: _read(lambda: core.read_namespaced_pod(name, ns)), what=f"pod {name}")
+    core.patch_namespaced_pod_status(name, ns, {"status": {
+        "phase": "Running", "conditions": [{"type": "Ready", "status": "True"},
+                                           {"type": "ContainersReady", "status": "True"}]}})
+
+
+def test_copy_job_ready_then_ttl_expiry(operator: OperatorProcess, api: kubernetes.client.ApiClient,
+                                        namespace: str) -> None:
+    """Where a database would answer, the test writes what it would have produced: the passed
+    pre-flight condition, then the copy pod's exit and termination message."""
+    ns = namespace
+    apps, core = kubernetes.client.AppsV1Api(api), kubernetes.client.CoreV1Api(api)
+    batch, co = kubernetes.client.BatchV1Api(api), kubernetes.client.CustomObjectsApi(api)
+    sources.create(api, ns, sources.statefulset(), sources.service(), sources.secret())
+    co.create_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, migration())
+    _pod_ready(core, ns, "m1-target-0")
+    _wait_phase(api, ns, "Checking")
+    # Stand-in for a real server's check result (the engine's check is proven in the dataplane tier).
+    # Re-applied until the Job appears: a check attempt already in flight may overwrite it once.
+    def pass_preflight() -> Any:
+        st = _status(api, ns)
+        conds = [c for c in st["conditions"] if c["type"] != "PreflightPassed"] + [{
+            "type": "PreflightPassed", "status": "True", "reason": "PreflightPassed", "message": "0 warning(s)",
+            "lastTransitionTime": "2026-01-01T00:00:00Z", "observedGeneration": 1}]
+        co.patch_namespaced_custom_object_status(GROUP, VERSION, ns, PLURAL, "m1", {"status": {
+            "conditions": conds, "progress": {"bytesTotal": 1000, "bytesCopied": 0, "percent": 0, "display": "0%"}}})
+        return wait_for(lambda: _read(lambda: batch.read_namespaced_job("m1-copy", ns)), timeout=8,
+                        what="copy Job")
+
+    job = None
+    for _ in range(5):
+        try:
+            job = pass_preflight()
+            break
+        except AssertionError:
+            continue
+    assert job is not None, "the operator never created the copy Job"
+    assert _wait_phase(api, ns, "Copying")["progress"]["bytesTotal"] == 1000
+    # The Job, field by field: worker image, both logins by reference, restricted, owned.
+    assert job.metadata.owner_references[0].name == "m1"
+    c = job.spec.template.spec.containers[0]
+    assert c.image == "dbmigrate-worker:17"
+    assert c.command[:4] == ["python3", "-m", "dbmigrate.engines.postgres.jobmain", "copy-verify"]
+    env = {e.name: e for e in c.env}
+    assert env["SOURCE_HOST"].value == f"pg.{ns}.svc" and env["TARGET_HOST"].value == f"m1-target.{ns}.svc"
+    assert env["SOURCE_PASSWORD"].value_from.secret_key_ref.name == "pg-admin"
+    assert env["TARGET_PASSWORD"].value_from.secret_key_ref.name == "m1-target-credentials"
+    assert all(e.value is None for k, e in env.items() if k.endswith(("USER", "PASSWORD")))
+    assert c.security_context.allow_privilege_escalation is False
+    assert job.spec.template.spec.restart_policy == "Never"
+    assert job.spec.pod_failure_policy.rules[0].on_exit_codes.values == [2]
+
+    # Play the kubelet: the copy pod exits 0 with its result.
+    pod = wait_for(lambda: core.list_namespaced_pod(ns, label_selector="job-name=m1-copy").items, what="copy pod")[0]
+    result = '{"ok":true,"bytes":4200000,"seconds":7.5,"databases":3,"diff":"no differences"}'
+    core.patch_namespaced_pod_status(pod.metadata.name, ns, {"status": {
+        "phase": "Succeeded",
+        "conditions": [{"type": "Ready", "status": "False"}],
+        "containerStatuses": [{"name": "copy", "ready": False, "restartCount": 0, "image": c.image,
+                               "imageID": "", "state": {"terminated": {
+                                   "exitCode": 0, "reason": "Completed", "message": result}}}]}})
+    st = _wait_phase(api, ns, "Ready")
+    assert st["testServer"]["host"] == f"m1-target.{ns}.svc"
+    assert st["testServer"]["credentialsSecretName"] == "m1-target-credentials"
+    assert st["progress"]["percent"] == 100
+    assert st["estimate"]["executeSeconds"] > 0
+    ready = next(c for c in st["conditions"] if c["type"] == "Ready")
+    assert ready["status"] == "True" and "until" in ready["message"]
+    ev = wait_for(lambda: [e for e in core.list_namespaced_event(ns).items if e.reason == "TestServerReady"],
+                  what="TestServerReady event")
+    assert f"m1-target.{ns}.svc:5432" in ev[0].message
+
+    # TTL: move the verification instant back a day; the operator removes the test server.
+    conds = [dict(c, lastTransitionTime="2020-01-01T00:00:00Z") if c["type"] == "CopyVerified" else c
+             for c in st["conditions"]]
+    co.patch_namespaced_custom_object_status(GROUP, VERSION, ns, PLURAL, "m1", {"status": {"conditions": conds}})
+    st = _wait_phase(api, ns, "Expired")
+    assert "testServer" not in st
+    wait_for(lambda: _read(lambda: apps.read_namespaced_stateful_set("m1-target", ns)) is None, what="sts gone")
+    for read in (lambda: core.read_namespaced_service("m1-target", ns),
+                 lambda: core.read_namespaced_secret("m1-target-credentials", ns),
+                 lambda: batch.read_namespaced_job("m1-copy", ns)):
+        wait_for(lambda read=read: _read(read) is None, what="child deleted")
+    # The source is untouched.
+    assert apps.read_namespaced_stateful_set("pg", ns).spec.replicas == 1
+    assert core.read_namespaced_service("pg", ns).spec.selector == {"app": "pg"}
+    assert core.read_namespaced_secret("pg-admin", ns).data

@@ -7,6 +7,7 @@ from dbmigrate import planner
 from dbmigrate.engines.base import Finding, Severity
 from dbmigrate.observed import (
     ContainerInfo,
+    JobObservation,
     SecretInfo,
     ServiceInfo,
     SourceObservation,
@@ -16,6 +17,7 @@ from dbmigrate.observed import (
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 IMAGES = {17: "registry.local/postgres:17", 18: "registry.local/postgres:18"}
+WORKERS = {17: "dbmigrate-worker:17"}
 FULL = frozenset({"Secret", "Service", "Service/headless", "NetworkPolicy", "StatefulSet"})
 INFO = Finding(Severity.INFO, "large_objects", "db1", "3 large objects", "copied by dump")
 BLOCKER = Finding(Severity.BLOCKER, "extension_missing", "db1.postgis", "postgis is not available", "install it")
@@ -163,9 +165,9 @@ def test_ready_target_runs_preflight_until_it_passes() -> None:
     assert cond(after.status, "PreflightPassed")["status"] == "True"
     assert after.status["findings"] == [INFO.to_status()]
     assert after.status["preflight"] == {"checkedAt": "2026-03-01T12:00:00Z", "blockers": 0, "warnings": 0}
-    again = planner.plan(SPEC, after.status, 1, obs(), NOW, target=ready, images=IMAGES)
-    assert again.action is None and cond(again.status, "Ready")["reason"] == "CopyNotAvailable"
-    assert "not available in this operator build" in again.status["message"]
+    again = planner.plan(SPEC, after.status, 1, obs(), NOW, target=ready, images=IMAGES, worker_images=WORKERS)
+    assert again.action == planner.CreateCopyJob("dbmigrate-worker:17")
+    assert again.status["phase"] == "Copying"
     # A new generation (spec edit) re-runs the check.
     assert planner.plan(SPEC, after.status, 2, obs(), NOW, target=ready, images=IMAGES).action == planner.RunPreflight()
 
@@ -203,3 +205,87 @@ def test_replanning_same_world_changes_nothing() -> None:
 
 def test_status_changes_only_lists_differences() -> None:
     assert planner.status_changes({"phase": "A", "x": 1}, {"phase": "A", "x": 2, "y": 3}) == {"x": 2, "y": 3}
+
+
+# ---- copy, ready, expiry -----------------------------------------------------------------------
+
+def _checked() -> dict[str, Any]:
+    """Status of a Migration whose target is ready and whose pre-flight check passed."""
+    p = planner.plan(SPEC, {}, 1, obs(), NOW, target=TargetObservation(FULL, 1), images=IMAGES)
+    return {**p.status, **planner.after_preflight(p.status, 1, NOW, [], None, source_bytes=1000).status}
+
+
+def _step(status: dict[str, Any], job: JobObservation | None, now: datetime = NOW, spec: dict[str, Any] | None = None,
+          bytes_copied: int | None = None) -> planner.Plan:
+    t = TargetObservation(FULL, 1, job=job, bytes_copied=bytes_copied)
+    p = planner.plan(spec or SPEC, status, 1, obs(), now, target=t, images=IMAGES, worker_images=WORKERS,
+                     name="m1", namespace="ns")
+    return p
+
+
+def test_copy_job_started_then_progress_reported() -> None:
+    st = _checked()
+    assert st["progress"] == {"percent": 0, "display": "0%", "bytesCopied": 0, "bytesTotal": 1000}
+    assert _step(st, None).action == planner.CreateCopyJob("dbmigrate-worker:17")
+    p = _step(st, JobObservation(active=1), bytes_copied=420)
+    assert p.action is None and p.status["phase"] == "Copying"
+    assert p.status["progress"] == {"percent": 42, "display": "42%", "bytesCopied": 420, "bytesTotal": 1000}
+    assert "42%" in p.status["message"]
+
+
+def test_no_worker_image_fails_clearly() -> None:
+    p = planner.plan(SPEC, _checked(), 1, obs(), NOW, target=TargetObservation(FULL, 1), images=IMAGES,
+                     worker_images={})
+    assert p.status["phase"] == "Failed" and "DBMIGRATE_WORKER_IMAGES" in p.status["message"]
+
+
+def test_copy_success_makes_test_server_ready_until_ttl() -> None:
+    st = _checked()
+    p = _step(st, JobObservation(succeeded=True, result={"ok": True, "bytes": 5_000_000, "seconds": 12.5,
+                                                          "databases": 3, "diff": "no differences"}))
+    s2 = p.status
+    assert s2["phase"] == "Ready" and p.action is None
+    assert cond(s2, "Ready")["status"] == "True" and cond(s2, "CopyVerified")["status"] == "True"
+    assert s2["testServer"] == {"host": "m1-target.ns.svc", "port": 5432,
+                                "credentialsSecretName": "m1-target-credentials",
+                                "expiresAt": "2026-03-02T12:00:00Z"}
+    assert s2["progress"]["percent"] == 100
+    assert s2["estimate"] == {"executeSeconds": 45.0, "writeDowntimeSeconds": 5.0}
+    assert [e.reason for e in p.events if e.reason in ("CopyVerified", "TestServerReady")] == [
+        "CopyVerified", "TestServerReady"]
+    assert "m1-target.ns.svc:5432" in next(e.message for e in p.events if e.reason == "TestServerReady")
+    # Later reconciles keep it Ready without re-reading anything, even if the source went away.
+    merged = {**st, **s2}
+    later = planner.plan(SPEC, merged, 1, obs(full=False), NOW + timedelta(hours=23), name="m1", namespace="ns")
+    assert later.status["phase"] == "Ready" and later.events == [] and later.action is None
+    # A longer ttl (allowed in test mode) moves the expiry.
+    longer = {**SPEC, "test": {"ttl": "48h"}}
+    assert planner.plan(longer, merged, 2, None, NOW, name="m1", namespace="ns").status["testServer"][
+        "expiresAt"] == "2026-03-03T12:00:00Z"
+    # At expiry the target is removed and the Migration ends in Expired, for good.
+    gone = planner.plan(SPEC, merged, 1, None, NOW + timedelta(hours=24), name="m1", namespace="ns")
+    assert gone.action == planner.ExpireTarget() and gone.status["phase"] == "Expired"
+    assert gone.status["testServer"] is None
+    assert cond(gone.status, "Ready")["reason"] == "Expired"
+    final = planner.plan(SPEC, {**merged, **gone.status}, 1, obs(), NOW + timedelta(days=3), name="m1")
+    assert final.action is None and final.status["phase"] == "Expired" and final.events == []
+
+
+@pytest.mark.parametrize(("result", "reason", "text"), [
+    ({"ok": False, "diff": "sales.orders: 10 rows on source, 9 on target"}, "VerificationFailed", "9 on target"),
+    ({"ok": False, "error": "CommandFailed: pg_dump exited 1"}, "CopyFailed", "pg_dump exited 1"),
+    (None, "CopyFailed", "BackoffLimitExceeded"),
+])
+def test_copy_failures_stall_with_the_reason(result: dict[str, Any] | None, reason: str, text: str) -> None:
+    p = _step(_checked(), JobObservation(failed=True, failure="BackoffLimitExceeded", result=result))
+    assert p.status["phase"] == "Failed" and cond(p.status, "Ready")["reason"] == reason
+    assert text in p.status["message"]
+    assert "delete Job m1-copy to retry" in cond(p.status, "Reconciling")["message"]
+    assert cond(p.status, "Stalled")["status"] == "True"
+
+
+def test_dump_only_source_estimates_downtime_from_copy_time() -> None:
+    st = _checked()
+    st["findings"] = [BLOCKER.to_status() | {"appliesTo": "logical"}]
+    p = _step(st, JobObservation(succeeded=True, result={"ok": True, "seconds": 100}))
+    assert p.status["estimate"] == {"executeSeconds": 150.0, "writeDowntimeSeconds": 120.0}

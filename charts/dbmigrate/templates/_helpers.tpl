@@ -38,16 +38,25 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 - apiGroups: [dbmigrate.dev]
   resources: [migrations/finalizers]
   verbs: [update]
-# Read the source; create (never update or delete) the target's children.
+# Read the source; create the target's children, never update them. delete is only used on
+# children the Migration controls (kube.delete_owned checks the ownerReference and uses a UID
+# precondition), for the test server's TTL expiry.
 - apiGroups: [apps]
   resources: [statefulsets]
-  verbs: [get, create]
+  verbs: [get, create, delete]
 - apiGroups: [""]
   resources: [services, secrets]
-  verbs: [get, create]
+  verbs: [get, create, delete]
 - apiGroups: [networking.k8s.io]
   resources: [networkpolicies]
-  verbs: [get, create]
+  verbs: [get, create, delete]
+- apiGroups: [batch]
+  resources: [jobs]
+  verbs: [get, create, delete]
+# The copy Job reports its result in its pod's termination message.
+- apiGroups: [""]
+  resources: [pods]
+  verbs: [list]
 # kopf peering (HA: which replica acts); cluster-wide when all namespaces are watched,
 # a KopfPeering per watched namespace otherwise. list/watch to see the peers, patch to post
 # this replica's keep-alive (kopf never gets or creates it: the chart creates the object).
