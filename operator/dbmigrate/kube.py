@@ -285,3 +285,62 @@ async def delete_owned(namespace: str, kind: str, name: str, owner_uid: str) -> 
         return True
 
     return await _call(run)
+
+
+async def read_service_selector(namespace: str, name: str) -> dict[str, str]:
+    core = kubernetes.client.CoreV1Api(_api())
+    svc: Any = await _call(lambda: _or_none(lambda: core.read_namespaced_service(name, namespace)))
+    return dict(svc.spec.selector or {}) if svc is not None else {}
+
+
+def repoint_service_sync(namespace: str, name: str, selector: dict[str, str]) -> None:
+    """Replace (not merge) the Service's selector: the point of no return of an execute.
+    Synchronous on purpose: it runs inside the engine's switchover, between catch-up and cleanup."""
+    core = kubernetes.client.CoreV1Api(_api())
+    core.patch_namespaced_service(name, namespace, [{"op": "replace", "path": "/spec/selector", "value": selector}])
+
+
+async def repoint_service(namespace: str, name: str, selector: dict[str, str]) -> None:
+    await _call(lambda: repoint_service_sync(namespace, name, selector))
+
+
+async def scale_statefulset(namespace: str, name: str, replicas: int) -> None:
+    apps = kubernetes.client.AppsV1Api(_api())
+    await _call(lambda: apps.patch_namespaced_stateful_set(name, namespace, {"spec": {"replicas": replicas}}))
+
+
+async def release_owned(namespace: str, kind: str, name: str, owner_uid: str) -> bool:
+    """Drop the Migration's ownerReference from a child it controls, so that deleting the
+    Migration no longer deletes it (the new production server after an execute)."""
+    apis: dict[str, tuple[Callable[[], Any], Callable[..., Any]]] = {
+        "StatefulSet": (lambda: kubernetes.client.AppsV1Api(_api()).read_namespaced_stateful_set(name, namespace),
+                        kubernetes.client.AppsV1Api(_api()).patch_namespaced_stateful_set),
+        "Service": (lambda: kubernetes.client.CoreV1Api(_api()).read_namespaced_service(name, namespace),
+                    kubernetes.client.CoreV1Api(_api()).patch_namespaced_service),
+        "Secret": (lambda: kubernetes.client.CoreV1Api(_api()).read_namespaced_secret(name, namespace),
+                   kubernetes.client.CoreV1Api(_api()).patch_namespaced_secret),
+        "NetworkPolicy": (
+            lambda: kubernetes.client.NetworkingV1Api(_api()).read_namespaced_network_policy(name, namespace),
+            kubernetes.client.NetworkingV1Api(_api()).patch_namespaced_network_policy),
+    }
+    read, patch = apis[kind]
+
+    def run() -> bool:
+        obj = _or_none(read)
+        if obj is None:
+            return False
+        refs = obj.metadata.owner_references or []
+        keep = [r for r in refs if r.uid != owner_uid]
+        if len(keep) == len(refs):
+            return False
+        body: Any = [{"op": "test", "path": "/metadata/uid", "value": obj.metadata.uid},
+                     {"op": "replace", "path": "/metadata/ownerReferences",
+                      "value": [_api().sanitize_for_serialization(r) for r in keep]}]
+        if kind == "StatefulSet":
+            # The new server's volume must survive the StatefulSet (it is production data now).
+            body.append({"op": "replace", "path": "/spec/persistentVolumeClaimRetentionPolicy",
+                         "value": {"whenDeleted": "Retain", "whenScaled": "Retain"}})
+        patch(name, namespace, body)
+        return True
+
+    return await _call(run)

@@ -73,3 +73,24 @@ class TargetObservation:
     @property
     def complete(self) -> bool:
         return {"Secret", "Service", "Service/headless", "NetworkPolicy", "StatefulSet"} <= self.present
+
+
+@dataclass(frozen=True)
+class ReplicationObservation:
+    """Logical replication of every source database into the target, as last measured."""
+
+    databases: int = 0
+    subscribed: int = 0          # databases whose subscription exists
+    initial_sync_done: bool = False
+    lag_bytes: int = 0
+    lag_seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class ExecuteObservation:
+    """What an execute needs to see besides the target: the schema Job, the source Service's
+    selector (the repoint is the point of no return) and replication."""
+
+    schema_job: JobObservation | None = None
+    service_selector: dict[str, str] = field(default_factory=dict)
+    replication: ReplicationObservation | None = None

@@ -27,7 +27,7 @@ from . import resources
 from .api import SUPPORTED_SOURCES, MigrationSpec, SpecError, TestSpec, image_major, parse_spec
 from .conditions import Condition
 from .engines.base import Finding, Severity
-from .observed import ContainerInfo, SourceObservation, TargetObservation
+from .observed import ContainerInfo, ExecuteObservation, SourceObservation, TargetObservation
 
 EventType = Literal["Normal", "Warning"]
 
@@ -196,7 +196,8 @@ Action = EnsureTarget | RunPreflight | CreateCopyJob | ExpireTarget
 class Plan:
     status: dict[str, Any]
     events: list[Event] = field(default_factory=list)
-    action: Action | None = None
+    # One of this module's actions, or of executeplan's: handlers dispatch on the type.
+    action: object | None = None
 
 
 class _Builder:
@@ -208,6 +209,7 @@ class _Builder:
         self.generation, self.now = generation, now
         self.status: dict[str, Any] = {"observedGeneration": generation}
         self.target_status: dict[str, Any] = {}
+        self.name = ""
 
     def set(self, t: str, s: cond.Status, reason: str, message: str) -> None:
         self.conds = cond.set_condition(self.conds, t, s, reason, message, self.generation, self.now)
@@ -228,7 +230,7 @@ class _Builder:
         self.set(cond.RECONCILING, "False", reason, hint)
         self.status["message"] = message
 
-    def plan(self, action: Action | None = None, extra: list[Event] | None = None) -> Plan:
+    def plan(self, action: object | None = None, extra: list[Event] | None = None) -> Plan:
         self.status["conditions"] = self.conds
         events = _events(self.old.get("phase"), self.status["phase"],
                          list(self.old.get("conditions") or []), self.conds) + (extra or [])
@@ -246,14 +248,34 @@ def plan(
     worker_images: Mapping[int, str] | None = None,
     name: str = "migration",
     namespace: str = "default",
+    uid: str = "",
+    execute: ExecuteObservation | None = None,
 ) -> Plan:
+    from . import executeplan as xp  # executeplan builds on this module
+
     b = _Builder(status, generation, now)
+    b.name = name
     b.target_status = _target_status(name, namespace)
+    mode = body_spec.get("mode", "test")
+    if mode == "execute":
+        if xp.needs_reset(status):
+            b.status.update({"testServer": None, "progress": None, "phase": "Provisioning",
+                             "target": {**b.target_status, "provisionedFor": "execute"}})
+            b.conds = [c for c in b.conds if c["type"] not in (cond.COPY_VERIFIED, cond.PREFLIGHT)]
+            b.progressing("Provisioning", "RemovingTestServer",
+                          "mode changed to execute: removing the test server; execute provisions its own")
+            return b.plan(xp.ResetTestServer())
+        if (status.get("switchover") or {}).get("pointOfNoReturnAt"):
+            # Past the point of no return nothing is re-checked: the source Service already
+            # points at the new server and the old one is stopped. Only forward.
+            spec_x = parse_spec(body_spec)
+            return xp.plan_execute(b, spec_x, target or TargetObservation(), execute or ExecuteObservation(),
+                                   status, (worker_images or {}).get(spec_x.target.version), uid)
     if status.get("phase") == "Expired":
         # Terminal: the test server is gone; a new test needs a new Migration.
         b.status["phase"] = "Expired"
         return b.plan()
-    if cond.is_true(b.conds, cond.COPY_VERIFIED):
+    if mode == "test" and cond.is_true(b.conds, cond.COPY_VERIFIED):
         return _ready(b, _ttl(body_spec), now)
     try:
         spec = parse_spec(body_spec)
@@ -291,7 +313,7 @@ def plan(
     # Provisioning: the target server first, because the check needs what the target offers
     # (its extensions, ICU, locales). It is a new, separate server: the source is not touched.
     t = target or TargetObservation()
-    b.status["target"] = {**b.target_status, "image": image}
+    b.status["target"] = {**b.target_status, "image": image, "provisionedFor": spec.mode}
     if not t.complete:
         b.progressing("Provisioning", "CreatingTarget",
                       f"creating the target server (PostgreSQL {spec.target.version}, image {image})")
@@ -312,7 +334,10 @@ def plan(
             b.status["phase"] = "Checking"
         return b.plan(RunPreflight())
 
-    return _copy(b, spec, t, (worker_images or {}).get(spec.target.version), status)
+    worker_image = (worker_images or {}).get(spec.target.version)
+    if spec.mode == "execute":
+        return xp.plan_execute(b, spec, t, execute or ExecuteObservation(), status, worker_image, uid)
+    return _copy(b, spec, t, worker_image, status)
 
 
 def _copy(b: _Builder, spec: MigrationSpec, t: TargetObservation, worker_image: str | None,

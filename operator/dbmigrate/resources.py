@@ -41,6 +41,7 @@ def names(migration: str) -> dict[str, str]:
         "secret": f"{migration}-target-credentials",
         "networkpolicy": f"{migration}-target",
         "copyjob": f"{migration}-copy",
+        "schemajob": f"{migration}-schema",
     }
 
 
@@ -217,8 +218,10 @@ def _secret_env(name: str, secret: str, key: str) -> dict[str, Any]:
 EXIT_VERIFY_DIFF = 2  # jobmain's exit code when the copy differs: retrying will not help
 
 
-def copy_job(owner: Owner, spec: MigrationSpec, worker_image: str, jobs: int = 2) -> dict[str, Any]:
-    """The Job that copies every database into the target and verifies the copy.
+def copy_job(owner: Owner, spec: MigrationSpec, worker_image: str, jobs: int = 2,
+             command: str = "copy-verify", name_key: str = "copyjob") -> dict[str, Any]:
+    """The Job that copies every database into the target and verifies the copy (or, with
+    command "schema", copies roles and schema only: an online execute's first step).
 
     It runs the worker image (the target version's client tools + the dbmigrate engine), gets
     both logins from Secrets by reference, and reports through its termination message."""
@@ -236,7 +239,7 @@ def copy_job(owner: Owner, spec: MigrationSpec, worker_image: str, jobs: int = 2
     ]
     return {
         "apiVersion": "batch/v1", "kind": "Job",
-        "metadata": _meta(owner, n["copyjob"], "copy"),
+        "metadata": _meta(owner, n[name_key], "copy"),
         "spec": {
             "backoffLimit": 3,
             # A verification difference is a result, not a transient failure.
@@ -253,7 +256,7 @@ def copy_job(owner: Owner, spec: MigrationSpec, worker_image: str, jobs: int = 2
                         "name": "copy",
                         "image": worker_image,
                         "imagePullPolicy": "IfNotPresent",
-                        "command": ["python3", "-m", "dbmigrate.engines.postgres.jobmain", "copy-verify",
+                        "command": ["python3", "-m", "dbmigrate.engines.postgres.jobmain", command,
                                     "--workdir", "/work", "--jobs", str(jobs)],
                         "env": env,
                         "securityContext": restricted_container_security(),

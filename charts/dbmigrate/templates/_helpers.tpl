@@ -41,15 +41,17 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 # Read the source; create the target's children, never update them. delete is only used on
 # children the Migration controls (kube.delete_owned checks the ownerReference and uses a UID
 # precondition), for the test server's TTL expiry.
+# patch: an execute repoints the source Service (selector), scales the source StatefulSet to 0,
+# and releases the new server's children from the Migration (ownerReferences).
 - apiGroups: [apps]
   resources: [statefulsets]
-  verbs: [get, create, delete]
+  verbs: [get, create, delete, patch]
 - apiGroups: [""]
   resources: [services, secrets]
-  verbs: [get, create, delete]
+  verbs: [get, create, delete, patch]
 - apiGroups: [networking.k8s.io]
   resources: [networkpolicies]
-  verbs: [get, create, delete]
+  verbs: [get, create, delete, patch]
 - apiGroups: [batch]
   resources: [jobs]
   verbs: [get, create, delete]

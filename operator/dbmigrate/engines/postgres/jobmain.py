@@ -1,4 +1,4 @@
-"""What the copy Job runs: `python -m dbmigrate.engines.postgres.jobmain copy-verify`.
+"""What the copy Jobs run: `python -m dbmigrate.engines.postgres.jobmain copy-verify|schema`.
 
 Steps, in order:
   1. Read both logins from the environment (the Job fills them from Secrets by reference:
@@ -82,6 +82,18 @@ def copy_verify(args: argparse.Namespace) -> int:
     return 0 if diff.clean else EXIT_DIFF
 
 
+def schema(args: argparse.Namespace) -> int:
+    """Roles and every database's schema, no table data (an online execute's step 1)."""
+    source, target = conn_from_env("SOURCE"), conn_from_env("TARGET")
+    started = time.monotonic()
+    opts = CopyOptions(workdir=Path(args.workdir), bindir=Path(args.bindir) if args.bindir else None,
+                       jobs=args.jobs, schema_only=True)
+    copied = snapshot_copy(source, target, opts)
+    _write_result({"ok": True, "databases": len(copied.databases),
+                   "seconds": round(time.monotonic() - started, 1)})
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="dbmigrate-job")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -91,9 +103,13 @@ def main(argv: list[str] | None = None) -> int:
     cv.add_argument("--jobs", type=int, default=2, help="parallel pg_dump/pg_restore jobs")
     cv.add_argument("--checksum-rows", type=int, default=1_000_000,
                     help="checksum tables up to this many rows whole, sample larger ones")
+    sc = sub.add_parser("schema", help="roles and schema of every database, no data")
+    sc.add_argument("--workdir", default="/work")
+    sc.add_argument("--bindir", default="")
+    sc.add_argument("--jobs", type=int, default=2)
     args = ap.parse_args(argv)
     try:
-        return copy_verify(args)
+        return copy_verify(args) if args.command == "copy-verify" else schema(args)
     except SystemExit:
         raise
     except Exception as e:  # report what failed (never a password: ConnInfo is not printed)

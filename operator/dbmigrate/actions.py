@@ -1,0 +1,233 @@
+"""Executors: perform what the planner decided (Kubernetes calls via kube.py, database work
+via the engine, in worker threads). Each action is safe to repeat. An action that produces a
+result returns the follow-up status as a Plan from a pure function of the planner.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from . import executeplan as xp
+from . import kube, planner, resources
+from .api import MigrationSpec
+from .config import Config
+from .engines.base import Finding
+from .observed import ExecuteObservation, ReplicationObservation, SourceObservation
+
+Logger = logging.Logger | logging.LoggerAdapter[Any]
+TARGET_CHILDREN = (("Job", "copyjob"), ("Job", "schemajob"), ("StatefulSet", "statefulset"),
+                   ("Service", "service"), ("Service", "headless"), ("NetworkPolicy", "networkpolicy"),
+                   ("Secret", "secret"))
+
+
+@dataclass
+class Context:
+    ns: str
+    name: str
+    uid: str
+    spec: MigrationSpec
+    status: dict[str, Any]
+    generation: int
+    config: Config
+    logger: Logger
+
+    @property
+    def children(self) -> dict[str, str]:
+        return resources.names(self.name)
+
+    @property
+    def owner(self) -> resources.Owner:
+        return resources.Owner(name=self.name, namespace=self.ns, uid=self.uid)
+
+
+def safe_error(e: BaseException, *secret_values: str) -> str:
+    text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    for value in secret_values:
+        if value:
+            text = text.replace(value, "***")
+    return text
+
+
+async def connections(ctx: Context) -> tuple[Any, Any, tuple[str, str]]:
+    """(source, target, passwords) ConnInfos through the Services' DNS names."""
+    from .engines.postgres.conninfo import ConnInfo
+
+    s = ctx.spec.source
+    su, sp = await kube.read_credentials(ctx.ns, s.credentials_secret_name, s.username_key, s.password_key)
+    tu, tp = await kube.read_credentials(ctx.ns, ctx.children["secret"], "username", "password")
+    source = ConnInfo(host=resources.service_host(s.service_name, ctx.ns), port=s.port, user=su, password=sp)
+    target = ConnInfo(host=resources.service_host(ctx.children["service"], ctx.ns), port=resources.PG_PORT,
+                      user=tu, password=tp)
+    return source, target, (sp, tp)
+
+
+async def perform(ctx: Context, action: object, obs: SourceObservation | None) -> planner.Plan | None:
+    """Run one action; return a follow-up plan when the action produced a result to record."""
+    if isinstance(action, planner.EnsureTarget) and obs is not None:
+        await ensure_target(ctx, obs, action.image)
+    elif isinstance(action, planner.CreateCopyJob):
+        await _create(ctx, resources.copy_job(ctx.owner, ctx.spec, action.worker_image))
+    elif isinstance(action, xp.CreateSchemaJob):
+        await _create(ctx, resources.copy_job(ctx.owner, ctx.spec, action.worker_image, command="schema",
+                                              name_key="schemajob"))
+    elif isinstance(action, planner.ExpireTarget | xp.ResetTestServer):
+        await delete_target(ctx)
+    elif isinstance(action, planner.RunPreflight):
+        findings, error, size = await run_preflight(ctx)
+        return planner.after_preflight(ctx.status, ctx.generation, datetime.now(UTC), findings, error, size)
+    elif isinstance(action, xp.StartReplication | xp.RecoverSwitchover | xp.FenceSource):
+        await _engine(ctx, action)
+    elif isinstance(action, xp.Switchover):
+        return await switchover(ctx, action)
+    elif isinstance(action, xp.Repoint):
+        await kube.repoint_service(ctx.ns, ctx.spec.source.service_name, _target_labels(ctx))
+    elif isinstance(action, xp.Finalize):
+        return await finalize(ctx, action)
+    return None
+
+
+async def _create(ctx: Context, obj: dict[str, Any]) -> None:
+    if await kube.ensure(obj):
+        ctx.logger.info("created %s %s", obj["kind"], obj["metadata"]["name"])
+
+
+def _target_labels(ctx: Context) -> dict[str, str]:
+    return resources.labels(ctx.owner, "target")
+
+
+async def ensure_target(ctx: Context, obs: SourceObservation, image: str) -> None:
+    sts = obs.statefulset
+    objects = resources.target_objects(
+        ctx.owner, ctx.spec, image,
+        source_size=sts.volume_size if sts else None,
+        source_storage_class=sts.storage_class_name if sts else None,
+        operator_namespace=ctx.config.operator_namespace,
+        # Used only if the Secret does not exist yet: ensure() never overwrites.
+        username="postgres", password=secrets.token_urlsafe(24))
+    for obj in objects:
+        await _create(ctx, obj)
+
+
+async def delete_target(ctx: Context, wait: float = 60) -> None:
+    """Delete every child the Migration controls, then wait until they are gone."""
+    for kind, key in TARGET_CHILDREN:
+        if await kube.delete_owned(ctx.ns, kind, ctx.children[key], ctx.uid):
+            ctx.logger.info("deleted %s %s", kind, ctx.children[key])
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        t = await kube.read_target(ctx.ns, ctx.children)
+        jobs = [await kube.read_job(ctx.ns, ctx.children[k]) for k in ("copyjob", "schemajob")]
+        if not t.present and not any(jobs):
+            return
+        await asyncio.sleep(1)
+
+
+async def run_preflight(ctx: Context) -> tuple[list[Finding] | None, str | None, int | None]:
+    """The engine's check against source and target; (None, safe message, None) on failure."""
+    from .engines.postgres import checks, jobmain
+
+    try:
+        source, target, pws = await connections(ctx)
+    except Exception as e:  # missing Secret/key: say which kind of error, never a value
+        return None, f"cannot read credentials ({type(e).__name__})", None
+
+    def run() -> tuple[list[Finding], int]:
+        return checks.check(source, checks.TargetInfo.from_server(target)), jobmain.database_bytes(source)
+
+    try:
+        findings, size = await asyncio.wait_for(asyncio.to_thread(run), timeout=ctx.config.preflight_timeout)
+        return findings, None, size
+    except Exception as e:  # unreachable server, auth failure, timeout: retried next reconcile
+        return None, safe_error(e, *pws), None
+
+
+async def target_bytes(ctx: Context) -> int | None:
+    """How much the target holds now: the copy's progress (None when it cannot be read)."""
+    from .engines.postgres import jobmain
+
+    try:
+        _, target, _ = await connections(ctx)
+        return await asyncio.wait_for(asyncio.to_thread(jobmain.database_bytes, target), timeout=15)
+    except Exception:  # progress is best-effort; the Job's outcome is what counts
+        return None
+
+
+async def observe_execute(ctx: Context) -> ExecuteObservation:
+    from .engines.postgres import online
+
+    rep = None
+    if ctx.status.get("phase") == "Replicating":
+        try:
+            source, target, _ = await connections(ctx)
+            tag = xp.replication_tag(ctx.uid)
+            st = await asyncio.wait_for(asyncio.to_thread(online.measure, source, target, tag), timeout=60)
+            rep = ReplicationObservation(st.databases, st.subscribed, st.initial_sync_done, st.lag_bytes,
+                                         st.lag_seconds)
+        except Exception as e:  # unreachable for a moment: measure again next time
+            ctx.logger.warning("cannot measure replication: %s", safe_error(e))
+    return ExecuteObservation(
+        schema_job=await kube.read_job(ctx.ns, ctx.children["schemajob"]),
+        service_selector=await kube.read_service_selector(ctx.ns, ctx.spec.source.service_name),
+        replication=rep,
+    )
+
+
+async def _engine(ctx: Context, action: object) -> None:
+    from .engines.postgres import online
+
+    source, target, _ = await connections(ctx)
+    if isinstance(action, xp.StartReplication):
+        n = await asyncio.to_thread(online.start, source, target, action.tag)
+        ctx.logger.info("replication started for %d database(s)", n)
+    elif isinstance(action, xp.RecoverSwitchover):
+        await asyncio.to_thread(online.unfence, source)
+        ctx.logger.info("source unfenced after an interrupted switchover")
+    elif isinstance(action, xp.FenceSource):
+        await asyncio.to_thread(online.fence, source)
+        ctx.logger.info("source fenced (strategy dump)")
+
+
+async def switchover(ctx: Context, action: xp.Switchover) -> planner.Plan:
+    from .engines.postgres import logical, online
+
+    source, target, pws = await connections(ctx)
+    labels = _target_labels(ctx)
+
+    def repoint() -> None:
+        kube.repoint_service_sync(ctx.ns, ctx.spec.source.service_name, labels)
+
+    try:
+        seconds = await asyncio.to_thread(online.switchover, source, target, action.tag, repoint,
+                                          action.max_write_downtime)
+    except logical.SwitchoverAborted as e:
+        msg = safe_error(e, *pws)
+        try:
+            await asyncio.to_thread(online.cleanup, source, target, action.tag)
+        except Exception as ce:  # leave a note; the source is unfenced either way
+            ctx.logger.warning("cleanup after the aborted switchover failed: %s", safe_error(ce, *pws))
+        return xp.after_abort(ctx.status, ctx.generation, datetime.now(UTC), msg)
+    return xp.after_switchover(ctx.status, ctx.generation, datetime.now(UTC), seconds)
+
+
+async def finalize(ctx: Context, action: xp.Finalize) -> planner.Plan:
+    from .engines.postgres import online
+
+    if action.strategy == "logical":
+        try:
+            source, target, _ = await connections(ctx)
+            await asyncio.to_thread(online.cleanup, source, target, action.tag)
+        except Exception as e:  # already cleaned by the switchover, or the source is gone
+            ctx.logger.info("replication cleanup: %s", safe_error(e))
+    for kind, key in (("StatefulSet", "statefulset"), ("Service", "service"), ("Service", "headless"),
+                      ("NetworkPolicy", "networkpolicy"), ("Secret", "secret")):
+        if await kube.release_owned(ctx.ns, kind, ctx.children[key], ctx.uid):
+            ctx.logger.info("%s %s now outlives the Migration", kind, ctx.children[key])
+    await kube.scale_statefulset(ctx.ns, ctx.spec.source.stateful_set_name, 0)
+    ctx.logger.info("source StatefulSet %s scaled to 0 (kept with its volume)", ctx.spec.source.stateful_set_name)
+    return xp.after_finalize(ctx.status, ctx.generation, datetime.now(UTC), ctx.spec)

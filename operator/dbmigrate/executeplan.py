@@ -1,0 +1,276 @@
+"""Pure decisions for mode=execute, after the target is provisioned and the check passed.
+
+Steps, in order (strategy logical):
+  1. Copying: a Job copies roles and every database's schema into the target (no data).
+  2. Replicating: publications/slots on the source, subscriptions on the target; the initial
+     copy fills the tables, then lag is reported until it is small.
+  3. SwitchingOver: `status.switchover.startedAt` and the Service's previous selector are
+     written BEFORE anything happens; the engine fences the source, waits until the target
+     applied the fence LSN (within maxWriteDowntime, else unfence and fail), copies sequences,
+     then the Service is repointed: the point of no return, recorded with the measured write
+     interruption, and the Migration is locked.
+  4. Completed: replication objects removed, the target's children no longer owned by the
+     Migration (deleting it must not delete the new server), the source scaled to 0 and kept.
+Strategy dump: fence, copy + verify in a Job, repoint, then step 4.
+
+Crash safety: a switchover found started but without a point of no return is resolved from
+the Service itself: selecting the target means the repoint happened (roll forward); otherwise
+the source is unfenced and replication resumes (roll back to step 2).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from . import conditions as cond
+from . import resources
+from .api import MigrationSpec, format_duration
+from .observed import ExecuteObservation, JobObservation, TargetObservation
+from .planner import Event, Plan, _Builder
+
+# Switch once the subscriptions are this close to the source (bytes of WAL not yet applied).
+SWITCH_LAG_BYTES = 16 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ResetTestServer:
+    """Mode went test -> execute: remove the test server; execute provisions its own."""
+
+
+@dataclass(frozen=True)
+class CreateSchemaJob:
+    worker_image: str
+
+
+@dataclass(frozen=True)
+class StartReplication:
+    tag: str
+
+
+@dataclass(frozen=True)
+class Switchover:
+    tag: str
+    max_write_downtime: float
+
+
+@dataclass(frozen=True)
+class RecoverSwitchover:
+    """A switchover started before a crash and never reached the repoint: unfence."""
+
+    tag: str
+
+
+@dataclass(frozen=True)
+class FenceSource:
+    """Strategy dump: stop writes on the source before the copy."""
+
+
+@dataclass(frozen=True)
+class Repoint:
+    """Strategy dump: the copy is verified; point the Service at the target."""
+
+
+@dataclass(frozen=True)
+class Finalize:
+    tag: str
+    strategy: str
+
+
+ExecuteAction = (ResetTestServer | CreateSchemaJob | StartReplication | Switchover | RecoverSwitchover
+                 | FenceSource | Repoint | Finalize)
+
+
+def replication_tag(uid: str) -> str:
+    """Replication object names carry this, so two Migrations never share a slot."""
+    return uid.replace("-", "")[:8]
+
+
+def choose_strategy(spec: MigrationSpec, findings: list[dict[str, Any]]) -> tuple[str, str | None]:
+    """(strategy, problem): auto picks logical unless a finding blocks only the online move."""
+    logical_blockers = [f for f in findings if f.get("severity") == "blocker" and f.get("appliesTo") == "logical"]
+    if spec.execute.strategy == "dump":
+        return "dump", None
+    if spec.execute.strategy == "logical":
+        if logical_blockers:
+            return "logical", ("strategy logical is blocked by: " + "; ".join(
+                f"{f.get('code')} on {f.get('object')}" for f in logical_blockers[:5])
+                + ". Fix these or use strategy dump (downtime grows with data size).")
+        return "logical", None
+    return ("dump" if logical_blockers else "logical"), None
+
+
+def needs_reset(status: dict[str, Any]) -> bool:
+    return (status.get("target") or {}).get("provisionedFor") == "test"
+
+
+def plan_execute(b: _Builder, spec: MigrationSpec, t: TargetObservation, x: ExecuteObservation,
+                 status: dict[str, Any], worker_image: str | None, uid: str) -> Plan:
+    tag = replication_tag(uid)
+    sw = dict(status.get("switchover") or {})
+    target_labels = resources.labels(resources.Owner(b.name, "", ""), "target")
+    if status.get("strategy"):
+        strategy = str(status["strategy"])
+    else:
+        strategy, problem = choose_strategy(spec, list(status.get("findings") or []))
+        if problem:
+            b.stalled("Checking", "StrategyBlocked", problem, "fix the source or change the strategy")
+            return b.plan()
+        b.status["strategy"] = strategy
+        if strategy == "dump":
+            b.status["message"] = "strategy dump: writes stop for the whole copy (downtime grows with data size)"
+    # -- after the point of no return: only forward ---------------------------------------------
+    if sw.get("pointOfNoReturnAt"):
+        return _finalize(b, spec, x, sw, tag, strategy)
+    if strategy == "dump":
+        return _dump(b, t, x, sw, worker_image, target_labels, tag)
+    # -- logical ----------------------------------------------------------------------------------
+    if sw.get("startedAt"):
+        if x.service_selector == target_labels:
+            # The repoint happened but was not recorded (crash): roll forward.
+            b.status["switchover"] = {**sw, "pointOfNoReturnAt": sw["startedAt"]}
+            b.status["locked"] = True
+            b.progressing("SwitchingOver", "PointOfNoReturn", "the Service already points at the new server")
+            return b.plan()
+        b.status["switchover"] = {k: v for k, v in sw.items() if k not in ("startedAt", "fencedAt")} or None
+        b.progressing("Replicating", "SwitchoverRecovered",
+                      "a switchover was interrupted before the point of no return: unfencing the source and "
+                      "replicating again")
+        return b.plan(RecoverSwitchover(tag))
+    job = x.schema_job
+    if job is None or not job.succeeded:
+        return _job_phase(b, job, worker_image, "copying roles and schema into the target", CreateSchemaJob,
+                          "SchemaCopy")
+    rep = x.replication
+    if rep is None or rep.subscribed < rep.databases or rep.databases == 0:
+        b.progressing("Replicating", "StartingReplication", "starting logical replication into the target")
+        return b.plan(StartReplication(tag))
+    b.status["replication"] = {"lagBytes": rep.lag_bytes, "lagSeconds": round(rep.lag_seconds, 3),
+                               "initialSyncDone": rep.initial_sync_done, "databases": rep.databases}
+    if not rep.initial_sync_done or rep.lag_bytes > SWITCH_LAG_BYTES:
+        what = "initial copy of the tables" if not rep.initial_sync_done else "catching up"
+        b.progressing("Replicating", "Replicating",
+                      f"replicating ({what}; lag {rep.lag_bytes} bytes, {rep.lag_seconds:.1f} s)")
+        return b.plan()
+    b.status["switchover"] = {"startedAt": cond.rfc3339(b.now), "previousSelector": dict(x.service_selector)}
+    b.progressing("SwitchingOver", "SwitchingOver",
+                  f"fencing writes on the source and switching over (at most "
+                  f"{format_duration(spec.execute.max_write_downtime)} of write interruption)")
+    return b.plan(Switchover(tag, spec.execute.max_write_downtime.total_seconds()))
+
+
+def _job_phase(b: _Builder, job: JobObservation | None, worker_image: str | None, what: str,
+               create: type[CreateSchemaJob], reason: str) -> Plan:
+    if job is None:
+        if worker_image is None:
+            b.stalled("Failed", "NoWorkerImage", "no worker image for the target version (DBMIGRATE_WORKER_IMAGES)",
+                      "fix the operator's configuration")
+            return b.plan()
+        b.progressing("Copying", f"Starting{reason}", what)
+        return b.plan(create(worker_image))
+    if job.failed:
+        r = job.result or {}
+        msg = f"{what} failed: {r.get('error') or job.failure or 'see the Job pod logs'}"
+        b.stalled("Failed", f"{reason}Failed", msg, "the source is untouched; delete the Job to retry")
+        return b.plan()
+    b.progressing("Copying", reason, what)
+    return b.plan()
+
+
+def _dump(b: _Builder, t: TargetObservation, x: ExecuteObservation, sw: dict[str, Any],
+          worker_image: str | None, target_labels: dict[str, str], tag: str) -> Plan:
+    if not sw.get("fencedAt"):
+        b.status["switchover"] = {"fencedAt": cond.rfc3339(b.now), "previousSelector": dict(x.service_selector)}
+        b.progressing("SwitchingOver", "Fencing", "strategy dump: stopping writes on the source for the copy")
+        return b.plan(FenceSource())
+    job = t.job
+    if job is None or not job.succeeded:
+        if job is not None and job.failed:
+            r = job.result or {}
+            msg = f"the copy failed ({r.get('diff') or r.get('error') or job.failure}); the source was unfenced"
+            b.status["switchover"] = None
+            b.stalled("Failed", "CopyFailed", msg, "the source serves writes again; create a new Migration")
+            return b.plan(RecoverSwitchover(tag), [Event("Warning", "CopyFailed", msg)])
+        from .planner import CreateCopyJob
+
+        if job is None and worker_image is not None:
+            b.progressing("Copying", "Copying", "strategy dump: copying while writes are stopped")
+            return b.plan(CreateCopyJob(worker_image))
+        b.progressing("Copying", "Copying", "strategy dump: copying while writes are stopped")
+        return b.plan()
+    if x.service_selector == target_labels:
+        return _ponr(b, sw, b.now)
+    b.progressing("SwitchingOver", "Repointing", "the copy is verified: pointing the Service at the new server")
+    return b.plan(Repoint())
+
+
+def _ponr(b: _Builder, sw: dict[str, Any], now: datetime) -> Plan:
+    start = sw.get("fencedAt") or sw.get("startedAt")
+    down = (now - _parse(start)).total_seconds() if start else None
+    b.status["switchover"] = {**sw, "pointOfNoReturnAt": cond.rfc3339(now),
+                              **({"writeDowntimeSeconds": round(down, 3)} if down is not None else {})}
+    b.status["locked"] = True
+    b.progressing("SwitchingOver", "PointOfNoReturn", "writes moved to the new server")
+    return b.plan(extra=[Event("Normal", "PointOfNoReturn", "writes moved to the new server")])
+
+
+def _finalize(b: _Builder, spec: MigrationSpec, x: ExecuteObservation, sw: dict[str, Any], tag: str,
+              strategy: str) -> Plan:
+    b.status["locked"] = True
+    if sw.get("completedAt"):
+        msg = (f"completed: applications reach PostgreSQL {spec.target.version} through Service "
+               f"{spec.source.service_name}; the old server is stopped and kept until {sw.get('retainSourceUntil')}")
+        b.set(cond.READY, "True", "Completed", msg)
+        b.set(cond.RECONCILING, "False", "Completed", msg)
+        b.conds = cond.remove_condition(b.conds, cond.STALLED)
+        b.status["phase"] = "Completed"
+        b.status["message"] = msg
+        return b.plan()
+    b.progressing("SwitchingOver", "Finalizing",
+                  "cleaning up replication, keeping the new server, stopping the old one")
+    return b.plan(Finalize(tag, strategy))
+
+
+def _parse(text: str) -> datetime:
+    from .planner import _parse_time
+
+    return _parse_time(text)
+
+
+def after_switchover(status: dict[str, Any], generation: int, now: datetime, seconds: float) -> Plan:
+    """The Service points at the new server: record the point of no return and lock."""
+    b = _Builder(status, generation, now)
+    sw = dict(status.get("switchover") or {})
+    b.status["switchover"] = {**sw, "pointOfNoReturnAt": cond.rfc3339(now), "writeDowntimeSeconds": round(seconds, 3)}
+    b.status["locked"] = True
+    msg = f"writes moved to the new server after {seconds:.2f} s of write interruption; the Migration is locked"
+    b.progressing("SwitchingOver", "PointOfNoReturn", msg)
+    return b.plan(extra=[Event("Normal", "PointOfNoReturn", msg)])
+
+
+def after_abort(status: dict[str, Any], generation: int, now: datetime, reason: str) -> Plan:
+    """The target did not catch up in time: the source was unfenced and serves writes as before."""
+    b = _Builder(status, generation, now)
+    b.status["switchover"] = None
+    msg = (f"switchover aborted before the point of no return ({reason}); the source was unfenced and "
+           f"serves writes as before, replication objects were removed")
+    b.stalled("Failed", "SwitchoverAborted", msg,
+              "raise spec.execute.maxWriteDowntime or reduce write load, then create a new Migration")
+    return b.plan(extra=[Event("Warning", "SwitchoverAborted", msg)])
+
+
+def after_finalize(status: dict[str, Any], generation: int, now: datetime, spec: MigrationSpec) -> Plan:
+    b = _Builder(status, generation, now)
+    sw = dict(status.get("switchover") or {})
+    until = now + spec.execute.retain_source_for
+    b.status["switchover"] = {**sw, "completedAt": cond.rfc3339(now), "retainSourceUntil": cond.rfc3339(until)}
+    b.status["locked"] = True
+    msg = (f"completed: applications reach PostgreSQL {spec.target.version} through Service "
+           f"{spec.source.service_name}; the old server is stopped and kept until {cond.rfc3339(until)}")
+    b.set(cond.READY, "True", "Completed", msg)
+    b.set(cond.RECONCILING, "False", "Completed", msg)
+    b.conds = cond.remove_condition(b.conds, cond.STALLED)
+    b.status["phase"] = "Completed"
+    b.status["message"] = msg
+    return b.plan(extra=[Event("Normal", "Completed", msg)])

@@ -1,0 +1,174 @@
+"""The execute state machine, step by step, including the crash and abort paths."""
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from dbmigrate import executeplan as xp
+from dbmigrate import planner
+from dbmigrate.api import parse_spec
+from dbmigrate.observed import (
+    ContainerInfo,
+    ExecuteObservation,
+    JobObservation,
+    ReplicationObservation,
+    SecretInfo,
+    ServiceInfo,
+    SourceObservation,
+    StatefulSetInfo,
+    TargetObservation,
+)
+
+NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+UID = "1234abcd-0000-0000-0000-000000000000"
+SPEC: dict[str, Any] = {"mode": "execute",
+                        "source": {"statefulSetName": "pg", "serviceName": "pg", "credentialsSecretName": "pg-admin"},
+                        "target": {"version": "18"}, "execute": {"maxWriteDowntime": "20s"}}
+OLD_SELECTOR = {"app": "pg"}
+TARGET_LABELS = {"app.kubernetes.io/managed-by": "dbmigrate", "app.kubernetes.io/name": "postgresql",
+                 "app.kubernetes.io/component": "target", "dbmigrate.dev/migration": "m1"}
+FULL = frozenset({"Secret", "Service", "Service/headless", "NetworkPolicy", "StatefulSet"})
+SOURCE = SourceObservation("ns", StatefulSetInfo("pg", (ContainerInfo("postgres", "postgres:15"),), {"app": "pg"}),
+                           ServiceInfo("pg", dict(OLD_SELECTOR), (5432,)),
+                           SecretInfo("pg-admin", frozenset({"username", "password"})))
+
+
+def cond(status: dict[str, Any], t: str) -> dict[str, Any]:
+    return next(c for c in status["conditions"] if c["type"] == t)
+
+
+def step(status: dict[str, Any], x: ExecuteObservation | None = None, job: JobObservation | None = None,
+         spec: dict[str, Any] | None = None, now: datetime = NOW,
+         source: SourceObservation | None = SOURCE) -> planner.Plan:
+    return planner.plan(spec or SPEC, status, 1, source, now, target=TargetObservation(FULL, 1, job=job),
+                        images={18: "postgres:18"}, worker_images={18: "worker:18"}, name="m1", namespace="ns",
+                        uid=UID, execute=x or ExecuteObservation(service_selector=dict(OLD_SELECTOR)))
+
+
+def checked(findings: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    p = step({})
+    assert p.action == planner.RunPreflight()
+    after = planner.after_preflight(p.status, 1, NOW, [], None, 1000)
+    st = {**p.status, **after.status}
+    if findings is not None:
+        st["findings"] = findings
+    return st
+
+
+def merged(st: dict[str, Any], p: planner.Plan) -> dict[str, Any]:
+    return {k: v for k, v in {**st, **p.status}.items() if v is not None}
+
+
+LOGICAL_BLOCKER = {"severity": "blocker", "code": "no_primary_key", "object": "db.t", "appliesTo": "logical"}
+
+
+@pytest.mark.parametrize(("strategy", "findings", "expected"), [
+    ("auto", [], ("logical", None)),
+    ("auto", [LOGICAL_BLOCKER], ("dump", None)),
+    ("dump", [], ("dump", None)),
+    ("logical", [], ("logical", None)),
+])
+def test_choose_strategy(strategy: str, findings: list[dict[str, Any]], expected: tuple[str, None]) -> None:
+    spec = parse_spec({**SPEC, "execute": {"strategy": strategy}})
+    assert xp.choose_strategy(spec, findings) == expected
+
+
+def test_logical_forced_on_blocked_source_stalls() -> None:
+    spec = {**SPEC, "execute": {"strategy": "logical"}}
+    p = step(checked([LOGICAL_BLOCKER]), spec=spec)
+    assert p.status["phase"] == "Checking" and cond(p.status, "Stalled")["reason"] == "StrategyBlocked"
+    assert "no_primary_key on db.t" in p.status["message"] and p.action is None
+
+
+def test_logical_happy_path_to_completed() -> None:
+    st = checked()
+    p = step(st)
+    assert p.action == xp.CreateSchemaJob("worker:18") and p.status["strategy"] == "logical"
+    st = merged(st, p)
+    p = step(st, ExecuteObservation(schema_job=JobObservation(active=1), service_selector=OLD_SELECTOR))
+    assert p.status["phase"] == "Copying" and p.action is None
+    done = JobObservation(succeeded=True)
+    p = step(st, ExecuteObservation(schema_job=done, service_selector=OLD_SELECTOR))
+    assert p.action == xp.StartReplication("1234abcd") and p.status["phase"] == "Replicating"
+    st = merged(st, p)
+    syncing = ReplicationObservation(databases=3, subscribed=3, initial_sync_done=False, lag_bytes=10**9)
+    p = step(st, ExecuteObservation(schema_job=done, service_selector=OLD_SELECTOR, replication=syncing))
+    assert p.action is None and p.status["replication"]["initialSyncDone"] is False
+    assert "initial copy" in p.status["message"]
+    caught_up = ReplicationObservation(3, 3, True, 1024, 0.2)
+    p = step(st, ExecuteObservation(schema_job=done, service_selector=OLD_SELECTOR, replication=caught_up))
+    assert p.action == xp.Switchover("1234abcd", 20.0) and p.status["phase"] == "SwitchingOver"
+    assert p.status["switchover"] == {"startedAt": "2026-03-01T12:00:00Z", "previousSelector": OLD_SELECTOR}
+    st = merged(st, p)
+    after = xp.after_switchover(st, 1, NOW + timedelta(seconds=2), 0.8)
+    assert after.status["locked"] is True and after.status["switchover"]["writeDowntimeSeconds"] == 0.8
+    assert [e.reason for e in after.events] == ["PointOfNoReturn"]
+    st = merged(st, after)
+    # Past the point of no return the source no longer resolves the same way (its Service selects
+    # the new pods): nothing is re-checked, only forward.
+    p = step(st, ExecuteObservation(service_selector=TARGET_LABELS), source=None)
+    assert p.action == xp.Finalize("1234abcd", "logical") and p.status["locked"] is True
+    fin = xp.after_finalize(merged(st, p), 1, NOW + timedelta(seconds=5), parse_spec(SPEC))
+    assert fin.status["phase"] == "Completed" and cond(fin.status, "Ready")["status"] == "True"
+    assert fin.status["switchover"]["retainSourceUntil"] == "2026-03-08T12:00:05Z"
+    st = merged(st, fin)
+    p = step(st, ExecuteObservation(service_selector=TARGET_LABELS), source=None)
+    assert p.action is None and p.status["phase"] == "Completed" and p.events == []
+
+
+def test_crash_after_repoint_rolls_forward() -> None:
+    st = {**checked(), "strategy": "logical",
+          "switchover": {"startedAt": "2026-03-01T11:59:00Z", "previousSelector": OLD_SELECTOR}}
+    p = step(st, ExecuteObservation(schema_job=JobObservation(succeeded=True), service_selector=TARGET_LABELS))
+    assert p.status["switchover"]["pointOfNoReturnAt"] == "2026-03-01T11:59:00Z" and p.status["locked"] is True
+
+
+def test_crash_before_repoint_unfences_and_replicates_again() -> None:
+    st = {**checked(), "strategy": "logical",
+          "switchover": {"startedAt": "2026-03-01T11:59:00Z", "previousSelector": OLD_SELECTOR}}
+    p = step(st, ExecuteObservation(schema_job=JobObservation(succeeded=True), service_selector=OLD_SELECTOR))
+    assert p.action == xp.RecoverSwitchover("1234abcd") and p.status["phase"] == "Replicating"
+    assert p.status["switchover"] == {"previousSelector": OLD_SELECTOR}
+    assert "locked" not in p.status
+
+
+def test_abort_fails_cleanly() -> None:
+    p = xp.after_abort({"switchover": {"startedAt": "x"}}, 1, NOW, "timed out after 20.0s")
+    assert p.status["phase"] == "Failed" and p.status["switchover"] is None
+    assert "serves writes as before" in p.status["message"]
+    assert ("Warning", "SwitchoverAborted") in [(e.type, e.reason) for e in p.events]
+
+
+def test_dump_path() -> None:
+    st = checked([LOGICAL_BLOCKER])  # auto falls back to dump
+    p = step(st)
+    assert p.action == xp.FenceSource() and p.status["strategy"] == "dump"
+    assert p.status["switchover"]["fencedAt"] == "2026-03-01T12:00:00Z"
+    st = merged(st, p)
+    assert step(st).action == planner.CreateCopyJob("worker:18")
+    p = step(st, job=JobObservation(succeeded=True, result={"ok": True}))
+    assert p.action == xp.Repoint()
+    later = NOW + timedelta(seconds=90)
+    p = step(st, ExecuteObservation(service_selector=TARGET_LABELS), job=JobObservation(succeeded=True), now=later)
+    assert p.status["switchover"]["writeDowntimeSeconds"] == 90.0 and p.status["locked"] is True
+
+
+def test_dump_copy_failure_unfences() -> None:
+    st = merged(checked([LOGICAL_BLOCKER]), step(checked([LOGICAL_BLOCKER])))
+    p = step(st, job=JobObservation(failed=True, result={"ok": False, "error": "disk full"}))
+    assert p.action == xp.RecoverSwitchover("1234abcd") and p.status["phase"] == "Failed"
+    assert "disk full" in p.status["message"] and p.status["switchover"] is None
+
+
+def test_test_then_execute_removes_the_test_server_first() -> None:
+    test_status = {"phase": "Ready", "target": {"provisionedFor": "test"}, "testServer": {"host": "h"},
+                   "conditions": [{"type": "CopyVerified", "status": "True", "reason": "CopyVerified", "message": "",
+                                   "lastTransitionTime": "2026-03-01T10:00:00Z"}]}
+    p = step(test_status)
+    assert p.action == xp.ResetTestServer()
+    assert p.status["testServer"] is None and p.status["target"]["provisionedFor"] == "execute"
+    assert not any(c["type"] == "CopyVerified" for c in p.status["conditions"])
+    nxt = planner.plan(SPEC, merged(test_status, p), 2, SOURCE, NOW, target=TargetObservation(),
+                       images={18: "postgres:18"}, name="m1", namespace="ns", uid=UID)
+    assert isinstance(nxt.action, planner.EnsureTarget)
