@@ -19,6 +19,7 @@ STALLED = "Stalled"
 SOURCE_RESOLVED = "SourceResolved"
 PREFLIGHT = "PreflightPassed"
 COPY_VERIFIED = "CopyVerified"
+BLOCKED = "Blocked"
 
 
 class Condition(TypedDict):

@@ -88,16 +88,28 @@ async def _reconcile(body: kopf.Body, logger: kopf.Logger | logging.LoggerAdapte
             pass  # the planner reports it as a condition
         result = planner.plan(spec, status, generation, observation, datetime.now(UTC),
                               target=target, images=CONFIG.images, worker_images=CONFIG.worker_images,
-                              name=name, namespace=ns, uid=uid, execute=execute)
+                              name=name, namespace=ns, uid=uid, execute=execute,
+                              peers=await kube.list_peers(ns), created=str(meta.get("creationTimestamp") or ""))
         status = await _write(ns, name, uid, status, result, logger)
         metrics.observe(uid, ns, name, str(spec.get("mode", "test")), status)
         if ctx is None or result.action is None:
             return
         ctx.status = status
-        follow_up = await actions.perform(ctx, result.action, observation)
+        try:
+            follow_up = await actions.perform(ctx, result.action, observation)
+        except Exception as e:  # retried on the next reconcile; the status says what and why
+            logger.warning("%s failed: %s", type(result.action).__name__, actions.safe_error(e))
+            follow_up = planner.after_error(status, generation, datetime.now(UTC),
+                                            _describe(result.action), actions.safe_error(e))
         if follow_up is not None:
             status = await _write(ns, name, uid, status, follow_up, logger)
             metrics.observe(uid, ns, name, str(spec.get("mode", "test")), status)
+
+
+def _describe(action: object) -> str:
+    # CamelCase action name -> words: "StartReplication" -> "start replication".
+    name = type(action).__name__
+    return "".join(" " + c.lower() if c.isupper() else c for c in name).strip()
 
 
 async def _write(ns: str, name: str, uid: str, status: dict[str, Any], result: planner.Plan,

@@ -23,6 +23,7 @@ from .api import GROUP, KIND, PLURAL, VERSION
 from .observed import (
     ContainerInfo,
     JobObservation,
+    PeerMigration,
     SecretInfo,
     ServiceInfo,
     SourceObservation,
@@ -344,3 +345,19 @@ async def release_owned(namespace: str, kind: str, name: str, owner_uid: str) ->
         return True
 
     return await _call(run)
+
+
+async def list_peers(namespace: str) -> list[PeerMigration]:
+    co = kubernetes.client.CustomObjectsApi(_api())
+
+    def read() -> list[PeerMigration]:
+        listing: Any = co.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)
+        items: list[dict[str, Any]] = listing.get("items", [])
+        return [PeerMigration(
+            name=i["metadata"]["name"],
+            source=str(((i.get("spec") or {}).get("source") or {}).get("statefulSetName", "")),
+            phase=str((i.get("status") or {}).get("phase") or "Pending"),
+            created=str(i["metadata"].get("creationTimestamp") or ""),
+        ) for i in items if not i["metadata"].get("deletionTimestamp")]
+
+    return await _call(read)

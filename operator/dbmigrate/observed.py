@@ -94,3 +94,13 @@ class ExecuteObservation:
     schema_job: JobObservation | None = None
     service_selector: dict[str, str] = field(default_factory=dict)
     replication: ReplicationObservation | None = None
+
+
+@dataclass(frozen=True)
+class PeerMigration:
+    """Another Migration of the same namespace (for the one-active-Migration-per-source rule)."""
+
+    name: str
+    source: str
+    phase: str
+    created: str  # RFC 3339, sorts chronologically

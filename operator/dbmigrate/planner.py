@@ -27,7 +27,7 @@ from . import resources
 from .api import SUPPORTED_SOURCES, MigrationSpec, SpecError, TestSpec, image_major, parse_spec
 from .conditions import Condition
 from .engines.base import Finding, Severity
-from .observed import ContainerInfo, ExecuteObservation, SourceObservation, TargetObservation
+from .observed import ContainerInfo, ExecuteObservation, PeerMigration, SourceObservation, TargetObservation
 
 EventType = Literal["Normal", "Warning"]
 
@@ -250,6 +250,8 @@ def plan(
     namespace: str = "default",
     uid: str = "",
     execute: ExecuteObservation | None = None,
+    peers: list[PeerMigration] | None = None,
+    created: str = "",
 ) -> Plan:
     from . import executeplan as xp  # executeplan builds on this module
 
@@ -277,6 +279,15 @@ def plan(
         return b.plan()
     if mode == "test" and cond.is_true(b.conds, cond.COPY_VERIFIED):
         return _ready(b, _ttl(body_spec), now)
+    rival = blocking_peer(name, created, str((body_spec.get("source") or {}).get("statefulSetName", "")),
+                          peers or [])
+    if rival is not None:
+        msg = (f"Migration {rival.name!r} (phase {rival.phase}) is already working on StatefulSet "
+               f"{rival.source!r}; this one waits until it ends (or delete it)")
+        b.set(cond.BLOCKED, "True", "SourceBusy", msg)
+        b.progressing("Pending", "Blocked", msg)
+        return b.plan()
+    b.conds = cond.remove_condition(b.conds, cond.BLOCKED)
     try:
         spec = parse_spec(body_spec)
         problems: list[Problem] = []
@@ -479,6 +490,28 @@ def after_preflight(status: dict[str, Any], generation: int, now: datetime,
         b.set(cond.PREFLIGHT, "True", "PreflightPassed", msg)
         b.progressing("Checking", "PreflightPassed", msg)
     return b.plan(extra=extra)
+
+
+TERMINAL_PHASES = ("Expired", "Failed", "Completed")
+
+
+def blocking_peer(name: str, created: str, source: str, peers: list[PeerMigration]) -> PeerMigration | None:
+    """The earliest other active Migration of the same source, if it came before this one."""
+    rivals = sorted((p for p in peers if p.name != name and p.source == source and p.phase not in TERMINAL_PHASES),
+                    key=lambda p: (p.created, p.name))
+    if rivals and (rivals[0].created, rivals[0].name) < (created, name):
+        return rivals[0]
+    return None
+
+
+def after_error(status: dict[str, Any], generation: int, now: datetime, what: str, error: str) -> Plan:
+    """An action failed (a server unreachable for a moment, say): say so and retry next time."""
+    b = _Builder(status, generation, now)
+    b.status["phase"] = status.get("phase") or "Pending"
+    msg = f"{what} failed: {error}; retrying"
+    b.set(cond.RECONCILING, "True", "Retrying", msg)
+    b.status["message"] = msg
+    return b.plan()
 
 
 def _events(old_phase: str | None, phase: str, old: list[Condition], new: list[Condition]) -> list[Event]:

@@ -38,8 +38,21 @@ def test_status_schema_lists_what_the_planner_writes() -> None:
     """Fields missing from a status schema are silently pruned by the apiserver (kopf#527)."""
     status = SCHEMA["properties"]["status"]["properties"]
     for field in ("phase", "observedGeneration", "sourceVersion", "sourceImage", "message", "conditions",
-                  "findings", "progress", "testServer", "switchover", "locked", "kopf"):
+                  "findings", "progress", "testServer", "switchover", "locked", "kopf", "strategy",
+                  "replication", "target", "preflight", "estimate"):
         assert field in status, field
+    nested = {"target": ("statefulSetName", "serviceName", "credentialsSecretName", "copyJobName", "host", "port",
+                         "provisionedFor", "image"),
+              "switchover": ("startedAt", "fencedAt", "pointOfNoReturnAt", "writeDowntimeSeconds",
+                             "previousSelector", "retainSourceUntil", "completedAt"),
+              "replication": ("lagBytes", "lagSeconds", "initialSyncDone", "databases"),
+              "testServer": ("host", "port", "credentialsSecretName", "expiresAt"),
+              "progress": ("percent", "display", "bytesCopied", "bytesTotal"),
+              "preflight": ("checkedAt", "blockers", "warnings"),
+              "estimate": ("executeSeconds", "writeDowntimeSeconds")}
+    for parent, fields in nested.items():
+        for field in fields:
+            assert field in status[parent]["properties"], f"{parent}.{field}"
 
 
 def test_chart_ships_the_same_crd() -> None:

@@ -289,3 +289,25 @@ def test_dump_only_source_estimates_downtime_from_copy_time() -> None:
     st["findings"] = [BLOCKER.to_status() | {"appliesTo": "logical"}]
     p = _step(st, JobObservation(succeeded=True, result={"ok": True, "seconds": 100}))
     assert p.status["estimate"] == {"executeSeconds": 150.0, "writeDowntimeSeconds": 120.0}
+
+
+def test_second_migration_of_a_source_is_blocked_until_the_first_ends() -> None:
+    from dbmigrate.observed import PeerMigration
+
+    first = PeerMigration("a", "pg", "Copying", "2026-03-01T10:00:00Z")
+    p = planner.plan(SPEC, {}, 1, obs(), NOW, images=IMAGES, name="b", created="2026-03-01T11:00:00Z",
+                     peers=[first, PeerMigration("b", "pg", "Pending", "2026-03-01T11:00:00Z")])
+    assert p.status["phase"] == "Pending" and p.action is None
+    assert cond(p.status, "Blocked")["status"] == "True"
+    assert "Migration 'a' (phase Copying)" in cond(p.status, "Blocked")["message"]
+    # The first one is not blocked by the second.
+    assert planner.blocking_peer("a", first.created, "pg", [first, PeerMigration("b", "pg", "Pending",
+                                                                                 "2026-03-01T11:00:00Z")]) is None
+    # Other sources and finished Migrations do not block.
+    assert planner.blocking_peer("b", "2026-03-01T11:00:00Z", "pg",
+                                 [PeerMigration("x", "other", "Copying", "2026-01-01T00:00:00Z"),
+                                  PeerMigration("y", "pg", "Expired", "2026-01-01T00:00:00Z")]) is None
+    done = planner.plan(SPEC, p.status, 1, obs(), NOW, images=IMAGES, name="b", created="2026-03-01T11:00:00Z",
+                        peers=[PeerMigration("a", "pg", "Completed", "2026-03-01T10:00:00Z")])
+    assert not any(c["type"] == "Blocked" for c in done.status["conditions"])
+    assert isinstance(done.action, planner.EnsureTarget)

@@ -1,0 +1,138 @@
+"""Execute mode on the real apiserver + controller-manager. Where a database would act (the
+pre-flight result, the engine's switchover) the test writes what it would have produced; the
+operator's own steps (Jobs, finalize, lock, release of the new server, stopping the old one)
+run for real against the API with the chart's RBAC."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kubernetes
+import pytest
+from kubernetes.client.exceptions import ApiException
+
+from . import sources
+from .conftest import GROUP, PLURAL, VERSION, OperatorProcess, wait_for
+from .manifests import migration
+from .test_provisioning import _pod_ready, _read, _status, _wait_phase
+
+pytestmark = pytest.mark.integration
+
+TARGET_LABELS = {"app.kubernetes.io/managed-by": "dbmigrate", "app.kubernetes.io/name": "postgresql",
+                 "app.kubernetes.io/component": "target", "dbmigrate.dev/migration": "m1"}
+
+
+def _pass_preflight(api: kubernetes.client.ApiClient, ns: str, until: Any) -> Any:
+    """Write the passed check (re-applied until `until()` holds: a check in flight may overwrite it)."""
+    co = kubernetes.client.CustomObjectsApi(api)
+    for _ in range(6):
+        st = _status(api, ns)
+        gen = co.get_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, "m1")["metadata"]["generation"]
+        conds = [c for c in st.get("conditions", []) if c["type"] != "PreflightPassed"] + [{
+            "type": "PreflightPassed", "status": "True", "reason": "PreflightPassed", "message": "ok",
+            "lastTransitionTime": "2026-01-01T00:00:00Z", "observedGeneration": gen}]
+        co.patch_namespaced_custom_object_status(GROUP, VERSION, ns, PLURAL, "m1", {"status": {"conditions": conds}})
+        try:
+            return wait_for(until, timeout=8, what="the step after the check")
+        except AssertionError:
+            continue
+    raise AssertionError("the operator never moved past the check")
+
+
+def test_execute_to_completed_locks_and_keeps_the_new_server(
+        operator: OperatorProcess, api: kubernetes.client.ApiClient, namespace: str) -> None:
+    ns = namespace
+    apps, core = kubernetes.client.AppsV1Api(api), kubernetes.client.CoreV1Api(api)
+    batch, co = kubernetes.client.BatchV1Api(api), kubernetes.client.CustomObjectsApi(api)
+    sources.create(api, ns, sources.statefulset(), sources.service(), sources.secret())
+    co.create_namespaced_custom_object(GROUP, VERSION, ns, PLURAL,
+                                       migration(mode="execute", target={"version": "18"}))
+    _pod_ready(core, ns, "m1-target-0")
+    _wait_phase(api, ns, "Checking")
+    job = _pass_preflight(api, ns, lambda: _read(lambda: batch.read_namespaced_job("m1-schema", ns)))
+    c = job.spec.template.spec.containers[0]
+    assert c.command[3] == "schema" and c.image == "dbmigrate-worker:18"
+    st = _wait_phase(api, ns, "Copying")
+    assert st["strategy"] == "logical" and st["target"]["provisionedFor"] == "execute"
+
+    # Stand-in for the engine's switchover: the Service was repointed and the instant recorded.
+    core.patch_namespaced_service("pg", ns, [{"op": "replace", "path": "/spec/selector", "value": TARGET_LABELS}])
+    co.patch_namespaced_custom_object_status(GROUP, VERSION, ns, PLURAL, "m1", {"status": {
+        "phase": "SwitchingOver", "locked": True, "switchover": {
+            "startedAt": "2026-01-01T00:00:00Z", "previousSelector": {"app": "pg"},
+            "pointOfNoReturnAt": "2026-01-01T00:00:01Z", "writeDowntimeSeconds": 0.7}}})
+
+    st = _wait_phase(api, ns, "Completed", timeout=60)
+    assert st["locked"] is True
+    assert st["switchover"]["retainSourceUntil"] and st["switchover"]["previousSelector"] == {"app": "pg"}
+    ready = next(c for c in st["conditions"] if c["type"] == "Ready")
+    assert ready["status"] == "True" and ready["reason"] == "Completed"
+    # The old server is stopped and kept; its volume template is untouched.
+    src = apps.read_namespaced_stateful_set("pg", ns)
+    assert src.spec.replicas == 0 and src.spec.volume_claim_templates[0].metadata.name == "data"
+    # The new server no longer belongs to the Migration, and keeps its volume if ever deleted.
+    tgt = apps.read_namespaced_stateful_set("m1-target", ns)
+    assert not tgt.metadata.owner_references
+    assert tgt.spec.persistent_volume_claim_retention_policy.when_deleted == "Retain"
+    for read in (lambda: core.read_namespaced_service("m1-target", ns),
+                 lambda: core.read_namespaced_secret("m1-target-credentials", ns)):
+        assert not read().metadata.owner_references
+
+    # Locked: the apiserver refuses any spec change, whoever asks.
+    obj = co.get_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, "m1")
+    obj["spec"]["execute"]["retainSourceFor"] = "24h"
+    with pytest.raises(ApiException) as err:
+        co.replace_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, "m1", obj)
+    assert err.value.status == 422 and "locked" in err.value.body
+
+    # Deleting the Migration leaves the new server running.
+    co.delete_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, "m1")
+    wait_for(lambda: _read(lambda: co.get_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, "m1")) is None,
+             what="Migration gone")
+    assert apps.read_namespaced_stateful_set("m1-target", ns).metadata.deletion_timestamp is None
+
+
+def test_second_migration_of_the_same_source_waits(operator: OperatorProcess, api: kubernetes.client.ApiClient,
+                                                   namespace: str) -> None:
+    ns = namespace
+    co = kubernetes.client.CustomObjectsApi(api)
+    sources.create(api, ns, sources.statefulset(), sources.service(), sources.secret())
+    co.create_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, migration("first"))
+    wait_for(lambda: co.get_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, "first").get("status"),
+             what="first reconciled")
+    co.create_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, migration("second", target={"version": "18"}))
+
+    def blocked() -> dict[str, Any] | None:
+        st = co.get_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, "second").get("status") or {}
+        c = next((c for c in st.get("conditions", []) if c["type"] == "Blocked"), None)
+        return c if c and c["status"] == "True" else None
+
+    c = wait_for(blocked, what="Blocked condition")
+    assert "Migration 'first'" in c["message"] and "StatefulSet 'pg'" in c["message"]
+    assert _read(lambda: kubernetes.client.AppsV1Api(api).read_namespaced_stateful_set("second-target", ns)) is None
+    co.delete_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, "first")
+    wait_for(lambda: _read(lambda: kubernetes.client.AppsV1Api(api).read_namespaced_stateful_set(
+        "second-target", ns)), what="second proceeds once the first is gone")
+
+
+def test_operator_killed_mid_provisioning_resumes_without_duplicates(
+        operator: OperatorProcess, api: kubernetes.client.ApiClient, namespace: str) -> None:
+    """kill -9 at a phase boundary; a fresh operator finishes from what is in the cluster."""
+    ns = namespace
+    apps, core = kubernetes.client.AppsV1Api(api), kubernetes.client.CoreV1Api(api)
+    co = kubernetes.client.CustomObjectsApi(api)
+    sources.create(api, ns, sources.statefulset(), sources.service(), sources.secret())
+    co.create_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, migration())
+    wait_for(lambda: _read(lambda: apps.read_namespaced_stateful_set("m1-target", ns)), what="target sts")
+    secret_before = core.read_namespaced_secret("m1-target-credentials", ns).data
+    operator.stop(kill=True)
+    # While the operator is down the world moves on: the target pod becomes ready.
+    _pod_ready(core, ns, "m1-target-0")
+    operator.start()
+    operator.wait_ready()
+    _wait_phase(api, ns, "Checking")
+    assert [s.metadata.name for s in apps.list_namespaced_stateful_set(ns).items
+            if s.metadata.name.startswith("m1")] == ["m1-target"]
+    assert core.read_namespaced_secret("m1-target-credentials", ns).data == secret_before
+    svcs = sorted(s.metadata.name for s in core.list_namespaced_service(ns).items)
+    assert svcs == ["m1-target", "m1-target-hl", "pg"]
