@@ -15,6 +15,7 @@ Exit codes: 0 verified, 2 verification found differences (not worth retrying), 1
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -54,10 +55,8 @@ def database_bytes(ci: ConnInfo) -> int:
 
 def _write_result(result: dict[str, Any]) -> None:
     text = json.dumps(result, separators=(",", ":"))[:4000]  # the kubelet keeps 4096 bytes
-    try:
+    with contextlib.suppress(OSError):  # not in a pod: stdout below is the record
         TERMINATION_LOG.write_text(text)
-    except OSError:
-        pass  # not in a pod: stdout below is the record
     print(text, flush=True)
 
 
