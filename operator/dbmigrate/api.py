@@ -62,6 +62,8 @@ class ExecuteSpec:
     strategy: Strategy = "auto"
     max_write_downtime: timedelta = timedelta(seconds=30)
     retain_source_for: timedelta = timedelta(hours=168)
+    require_successful_test: bool = False
+    successful_test_max_age: timedelta = timedelta(hours=168)
 
 
 @dataclass(frozen=True)
@@ -191,5 +193,9 @@ def parse_spec(spec: Mapping[str, Any]) -> MigrationSpec:
             retain_source_for=parse_duration(
                 exe.get("retainSourceFor", "168h"), "spec.execute.retainSourceFor"
             ),
+            require_successful_test=bool((exe.get("requireSuccessfulTest") or {}).get("enabled", False)),
+            successful_test_max_age=parse_duration(
+                (exe.get("requireSuccessfulTest") or {}).get("maxAge", "168h"),
+                "spec.execute.requireSuccessfulTest.maxAge"),
         ),
     )

@@ -20,6 +20,7 @@ SOURCE_RESOLVED = "SourceResolved"
 PREFLIGHT = "PreflightPassed"
 COPY_VERIFIED = "CopyVerified"
 BLOCKED = "Blocked"
+TEST_REQUIRED = "TestRequired"
 
 
 class Condition(TypedDict):

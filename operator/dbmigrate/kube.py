@@ -358,6 +358,8 @@ async def list_peers(namespace: str) -> list[PeerMigration]:
             source=str(((i.get("spec") or {}).get("source") or {}).get("statefulSetName", "")),
             phase=str((i.get("status") or {}).get("phase") or "Pending"),
             created=str(i["metadata"].get("creationTimestamp") or ""),
+            target_version=str(((i.get("spec") or {}).get("target") or {}).get("version", "")),
+            test_passed_at=str((i.get("status") or {}).get("testPassedAt") or ""),
         ) for i in items if not i["metadata"].get("deletionTimestamp")]
 
     return await _call(read)

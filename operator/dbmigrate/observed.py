@@ -104,3 +104,5 @@ class PeerMigration:
     source: str
     phase: str
     created: str  # RFC 3339, sorts chronologically
+    target_version: str = ""
+    test_passed_at: str = ""  # when its test reached Ready ("" if never)

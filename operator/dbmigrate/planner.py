@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 from . import conditions as cond
 from . import resources
-from .api import SUPPORTED_SOURCES, MigrationSpec, SpecError, TestSpec, image_major, parse_spec
+from .api import SUPPORTED_SOURCES, MigrationSpec, SpecError, TestSpec, format_duration, image_major, parse_spec
 from .conditions import Condition
 from .engines.base import Finding, Severity
 from .observed import ContainerInfo, ExecuteObservation, PeerMigration, SourceObservation, TargetObservation
@@ -210,6 +210,7 @@ class _Builder:
         self.status: dict[str, Any] = {"observedGeneration": generation}
         self.target_status: dict[str, Any] = {}
         self.name = ""
+        self.target_version = ""
 
     def set(self, t: str, s: cond.Status, reason: str, message: str) -> None:
         self.conds = cond.set_condition(self.conds, t, s, reason, message, self.generation, self.now)
@@ -257,6 +258,7 @@ def plan(
 
     b = _Builder(status, generation, now)
     b.name = name
+    b.target_version = str((body_spec.get("target") or {}).get("version", ""))
     b.target_status = _target_status(name, namespace)
     mode = body_spec.get("mode", "test")
     if mode == "execute":
@@ -288,6 +290,13 @@ def plan(
         b.progressing("Pending", "Blocked", msg)
         return b.plan()
     b.conds = cond.remove_condition(b.conds, cond.BLOCKED)
+    if mode == "execute":
+        missing_test = test_required(body_spec, status, name, peers or [], now)
+        if missing_test:
+            b.set(cond.TEST_REQUIRED, "True", "NoRecentSuccessfulTest", missing_test)
+            b.progressing("Pending", "TestRequired", missing_test)
+            return b.plan()
+        b.conds = cond.remove_condition(b.conds, cond.TEST_REQUIRED)
     try:
         spec = parse_spec(body_spec)
         problems: list[Problem] = []
@@ -439,6 +448,8 @@ def _ready(b: _Builder, ttl: timedelta, now: datetime, extra: list[Event] | None
     b.set(cond.READY, "True", "TestServerReady", msg)
     b.set(cond.RECONCILING, "False", "TestServerReady", msg)
     b.status["message"] = msg
+    b.status["testPassedAt"] = b.old.get("testPassedAt") or cond.rfc3339(now)
+    b.status["testTargetVersion"] = b.old.get("testTargetVersion") or b.target_version
     b.status["testServer"] = {"host": t["host"], "port": t["port"],
                               "credentialsSecretName": t["credentialsSecretName"],
                               "expiresAt": cond.rfc3339(expires)}
@@ -493,6 +504,27 @@ def after_preflight(status: dict[str, Any], generation: int, now: datetime,
 
 
 TERMINAL_PHASES = ("Expired", "Failed", "Completed")
+
+
+def test_required(body_spec: dict[str, Any], status: dict[str, Any], name: str, peers: list[PeerMigration],
+                  now: datetime) -> str | None:
+    """The requireSuccessfulTest guardrail: None when execute may go on, else why it waits."""
+    try:
+        spec = parse_spec(body_spec)
+    except SpecError:
+        return None  # reported elsewhere
+    if not spec.execute.require_successful_test or (status.get("target") or {}).get("provisionedFor") == "execute":
+        return None  # off, or this execute already started: a guardrail never stops a running move
+    version = str(spec.target.version)
+    passed = [status.get("testPassedAt")] if str(status.get("testTargetVersion")) == version else []
+    passed += [p.test_passed_at for p in peers
+               if p.name != name and p.source == spec.source.stateful_set_name and p.target_version == version]
+    recent = [t for t in passed if t and now - _parse_time(t) <= spec.execute.successful_test_max_age]
+    if recent:
+        return None
+    return (f"spec.execute.requireSuccessfulTest: no test of StatefulSet {spec.source.stateful_set_name!r} to "
+            f"PostgreSQL {version} reached Ready in the last {format_duration(spec.execute.successful_test_max_age)}; "
+            f"run a Migration with mode test first (this one may be switched from test to execute)")
 
 
 def blocking_peer(name: str, created: str, source: str, peers: list[PeerMigration]) -> PeerMigration | None:

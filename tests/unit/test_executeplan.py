@@ -172,3 +172,42 @@ def test_test_then_execute_removes_the_test_server_first() -> None:
     nxt = planner.plan(SPEC, merged(test_status, p), 2, SOURCE, NOW, target=TargetObservation(),
                        images={18: "postgres:18"}, name="m1", namespace="ns", uid=UID)
     assert isinstance(nxt.action, planner.EnsureTarget)
+
+
+GUARDED = {**SPEC, "execute": {"requireSuccessfulTest": {"enabled": True, "maxAge": "24h"}}}
+
+
+def test_guardrail_waits_for_a_recent_successful_test() -> None:
+    from dbmigrate.observed import PeerMigration
+
+    p = step({}, spec=GUARDED)
+    assert p.status["phase"] == "Pending" and p.action is None
+    assert cond(p.status, "TestRequired")["status"] == "True"
+    assert "no test of StatefulSet 'pg' to PostgreSQL 18" in p.status["message"]
+    # A test of the same source and version by another Migration, recent enough: go.
+    fresh = PeerMigration("t", "pg", "Ready", "2026-03-01T00:00:00Z", "18", "2026-03-01T06:00:00Z")
+    ok = planner.plan(GUARDED, {}, 1, SOURCE, NOW, target=TargetObservation(), images={18: "postgres:18"},
+                      name="m1", namespace="ns", uid=UID, peers=[fresh])
+    assert isinstance(ok.action, planner.EnsureTarget)
+    assert not any(c["type"] == "TestRequired" for c in ok.status["conditions"])
+    # Too old, or another target version, or another source: still waiting.
+    for peer in (PeerMigration("t", "pg", "Ready", "x", "18", "2026-02-27T06:00:00Z"),
+                 PeerMigration("t", "pg", "Ready", "x", "17", "2026-03-01T06:00:00Z"),
+                 PeerMigration("t", "other", "Ready", "x", "18", "2026-03-01T06:00:00Z")):
+        assert planner.test_required(GUARDED, {}, "m1", [peer], NOW) is not None
+    # Its own earlier test (test -> execute) counts too.
+    own = {"testPassedAt": "2026-03-01T11:00:00Z", "testTargetVersion": "18"}
+    assert planner.test_required(GUARDED, own, "m1", [], NOW) is None
+
+
+def test_ready_records_when_the_test_passed() -> None:
+    from dbmigrate.observed import JobObservation as J
+
+    test_spec = {**SPEC, "mode": "test"}
+    st = {}
+    p = planner.plan(test_spec, st, 1, SOURCE, NOW, target=TargetObservation(FULL, 1), images={18: "postgres:18"})
+    st = {**p.status, **planner.after_preflight(p.status, 1, NOW, [], None, 10).status}
+    p = planner.plan(test_spec, st, 1, SOURCE, NOW, target=TargetObservation(FULL, 1, job=J(succeeded=True)),
+                     images={18: "postgres:18"}, worker_images={18: "w"}, name="m1", namespace="ns")
+    assert p.status["phase"] == "Ready"
+    assert p.status["testPassedAt"] == "2026-03-01T12:00:00Z" and p.status["testTargetVersion"] == "18"
