@@ -21,7 +21,7 @@ from .engines.base import Finding
 from .observed import ExecuteObservation, ReplicationObservation, SourceObservation
 
 Logger = logging.Logger | logging.LoggerAdapter[Any]
-TARGET_CHILDREN = (("Job", "copyjob"), ("Job", "schemajob"), ("StatefulSet", "statefulset"),
+TARGET_CHILDREN = (("Job", "smokejob"), ("Job", "copyjob"), ("Job", "schemajob"), ("StatefulSet", "statefulset"),
                    ("Service", "service"), ("Service", "headless"), ("NetworkPolicy", "networkpolicy"),
                    ("Secret", "secret"))
 
@@ -73,6 +73,9 @@ async def perform(ctx: Context, action: object, obs: SourceObservation | None) -
         await ensure_target(ctx, obs, action.image)
     elif isinstance(action, planner.CreateCopyJob):
         await _create(ctx, resources.copy_job(ctx.owner, ctx.spec, action.worker_image))
+    elif isinstance(action, planner.CreateSmokeJob):
+        image = ctx.spec.target.image or ctx.config.images.get(ctx.spec.target.version, "")
+        await _create(ctx, resources.smoke_job(ctx.owner, ctx.spec, image))
     elif isinstance(action, xp.CreateSchemaJob):
         await _create(ctx, resources.copy_job(ctx.owner, ctx.spec, action.worker_image, command="schema",
                                               name_key="schemajob"))
@@ -122,7 +125,7 @@ async def delete_target(ctx: Context, wait: float = 60) -> None:
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline:
         t = await kube.read_target(ctx.ns, ctx.children)
-        jobs = [await kube.read_job(ctx.ns, ctx.children[k]) for k in ("copyjob", "schemajob")]
+        jobs = [await kube.read_job(ctx.ns, ctx.children[k]) for k in ("copyjob", "schemajob", "smokejob")]
         if not t.present and not any(jobs):
             return
         await asyncio.sleep(1)

@@ -53,8 +53,18 @@ class TargetSpec:
 
 
 @dataclass(frozen=True)
+class SmokeTestSpec:
+    config_map: str | None = None
+    key: str = "smoke.sql"
+    database: str = "postgres"
+    template: Mapping[str, Any] | None = None
+    timeout: timedelta = timedelta(minutes=10)
+
+
+@dataclass(frozen=True)
 class TestSpec:
     ttl: timedelta = timedelta(hours=24)
+    smoke: SmokeTestSpec | None = None
 
 
 @dataclass(frozen=True)
@@ -132,6 +142,23 @@ def _str(d: Mapping[str, Any], key: str, what: str, default: str | None = None) 
     return v
 
 
+def _smoke(raw: Mapping[str, Any] | None) -> SmokeTestSpec | None:
+    if not raw:
+        return None
+    sql, job = raw.get("sql"), raw.get("job")
+    if bool(sql) == bool(job):
+        raise SpecError("spec.test.smokeTest needs exactly one of sql or job")
+    timeout = parse_duration(raw.get("timeout", "10m"), "spec.test.smokeTest.timeout")
+    if sql:
+        return SmokeTestSpec(config_map=_str(sql, "configMapName", "spec.test.smokeTest.sql.configMapName"),
+                             key=sql.get("key", "smoke.sql"), database=sql.get("database", "postgres"),
+                             timeout=timeout)
+    template = job.get("template") if isinstance(job, Mapping) else None
+    if not isinstance(template, Mapping) or not isinstance(template.get("spec"), Mapping):
+        raise SpecError("spec.test.smokeTest.job.template must be a pod template with a spec")
+    return SmokeTestSpec(template=template, timeout=timeout)
+
+
 def parse_spec(spec: Mapping[str, Any]) -> MigrationSpec:
     """Turn a (possibly partial) spec mapping into a MigrationSpec or raise SpecError."""
     mode = spec.get("mode", "test")
@@ -184,7 +211,8 @@ def parse_spec(spec: Mapping[str, Any]) -> MigrationSpec:
         engine=engine,
         source=source,
         target=target,
-        test=TestSpec(ttl=parse_duration(test.get("ttl", "24h"), "spec.test.ttl")),
+        test=TestSpec(ttl=parse_duration(test.get("ttl", "24h"), "spec.test.ttl"),
+                      smoke=_smoke(test.get("smokeTest"))),
         execute=ExecuteSpec(
             strategy=strategy,
             max_write_downtime=parse_duration(

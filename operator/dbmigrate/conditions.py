@@ -21,6 +21,7 @@ PREFLIGHT = "PreflightPassed"
 COPY_VERIFIED = "CopyVerified"
 BLOCKED = "Blocked"
 TEST_REQUIRED = "TestRequired"
+SMOKE_TEST = "SmokeTestPassed"
 
 
 class Condition(TypedDict):

@@ -80,6 +80,8 @@ async def _reconcile(body: kopf.Body, logger: kopf.Logger | logging.LoggerAdapte
                 parsed.source.credentials_secret_name)
             target = await kube.read_target(ns, child_names)
             target = dataclasses.replace(target, job=await kube.read_job(ns, child_names["copyjob"]))
+            if parsed.test.smoke is not None and status.get("phase") == "Ready":
+                target = dataclasses.replace(target, smoke_job=await kube.read_job(ns, child_names["smokejob"]))
             if status.get("phase") == "Copying" and target.job is not None and target.job.active:
                 target = dataclasses.replace(target, bytes_copied=await actions.target_bytes(ctx))
             if parsed.mode == "execute":

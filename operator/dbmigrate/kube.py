@@ -242,11 +242,12 @@ async def read_job(namespace: str, name: str) -> JobObservation | None:
 
 
 def _json_or_none(text: str) -> dict[str, object] | None:
+    """Our Jobs leave JSON; a user's smoke test leaves its last log lines ({"output": ...})."""
     try:
         value = json.loads(text)
     except ValueError:
-        return None
-    return value if isinstance(value, dict) else None
+        return {"output": text.strip()[-1000:]}
+    return value if isinstance(value, dict) else {"output": str(value)}
 
 
 async def delete_owned(namespace: str, kind: str, name: str, owner_uid: str) -> bool:

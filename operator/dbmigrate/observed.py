@@ -67,6 +67,7 @@ class TargetObservation:
     present: frozenset[str] = frozenset()
     ready_replicas: int = 0
     job: JobObservation | None = None
+    smoke_job: JobObservation | None = None
     # Bytes in the target's databases (progress while copying); None when not measured.
     bytes_copied: int | None = None
 

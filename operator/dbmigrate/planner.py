@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from . import conditions as cond
@@ -27,7 +27,14 @@ from . import resources
 from .api import SUPPORTED_SOURCES, MigrationSpec, SpecError, TestSpec, format_duration, image_major, parse_spec
 from .conditions import Condition
 from .engines.base import Finding, Severity
-from .observed import ContainerInfo, ExecuteObservation, PeerMigration, SourceObservation, TargetObservation
+from .observed import (
+    ContainerInfo,
+    ExecuteObservation,
+    JobObservation,
+    PeerMigration,
+    SourceObservation,
+    TargetObservation,
+)
 
 EventType = Literal["Normal", "Warning"]
 
@@ -280,7 +287,7 @@ def plan(
         b.status["phase"] = "Expired"
         return b.plan()
     if mode == "test" and cond.is_true(b.conds, cond.COPY_VERIFIED):
-        return _ready(b, _ttl(body_spec), now)
+        return _ready(b, _test_spec(body_spec), now, (target or TargetObservation()).smoke_job)
     rival = blocking_peer(name, created, str((body_spec.get("source") or {}).get("statefulSetName", "")),
                           peers or [])
     if rival is not None:
@@ -381,7 +388,7 @@ def _copy(b: _Builder, spec: MigrationSpec, t: TargetObservation, worker_image: 
         done = total or int(str(r.get("bytes") or 0))
         b.status["progress"] = _progress(done, done)
         b.status["estimate"] = _estimate(r, status)
-        return _ready(b, spec.test.ttl, b.now, extra=[Event("Normal", "CopyVerified", msg)])
+        return _ready(b, spec.test, b.now, t.smoke_job, extra=[Event("Normal", "CopyVerified", msg)])
     if job.failed:
         r = job.result or {}
         if r.get("diff"):
@@ -426,12 +433,18 @@ def _estimate(result: dict[str, object], status: dict[str, Any]) -> dict[str, fl
             "writeDowntimeSeconds": 5.0 if logical_ok else round(seconds * 1.2, 1)}
 
 
-def _ready(b: _Builder, ttl: timedelta, now: datetime, extra: list[Event] | None = None) -> Plan:
-    """Ready: publish the test server; at expiry, remove it (phase Expired)."""
+@dataclass(frozen=True)
+class CreateSmokeJob:
+    """Run the user's smoke test against the ready test server."""
+
+
+def _ready(b: _Builder, test: TestSpec, now: datetime, smoke_job: JobObservation | None,
+           extra: list[Event] | None = None) -> Plan:
+    """Ready: publish the test server, run the smoke test if any; at expiry remove the server."""
     t = b.target_status
     verified = cond.find(b.conds, cond.COPY_VERIFIED)
     since = _parse_time(verified["lastTransitionTime"]) if verified else now
-    expires = since + ttl
+    expires = since + test.ttl
     if now >= expires:
         b.conds = cond.remove_condition(b.conds, cond.STALLED)
         b.status["phase"] = "Expired"
@@ -448,22 +461,53 @@ def _ready(b: _Builder, ttl: timedelta, now: datetime, extra: list[Event] | None
     b.set(cond.READY, "True", "TestServerReady", msg)
     b.set(cond.RECONCILING, "False", "TestServerReady", msg)
     b.status["message"] = msg
-    b.status["testPassedAt"] = b.old.get("testPassedAt") or cond.rfc3339(now)
-    b.status["testTargetVersion"] = b.old.get("testTargetVersion") or b.target_version
     b.status["testServer"] = {"host": t["host"], "port": t["port"],
                               "credentialsSecretName": t["credentialsSecretName"],
                               "expiresAt": cond.rfc3339(expires)}
     events = list(extra or [])
     if b.old.get("phase") != "Ready":
         events.append(Event("Normal", "TestServerReady", msg))
-    return b.plan(None, events)
+    action: object | None = None
+    passed = True
+    if test.smoke is not None:
+        passed, action = _smoke(b, smoke_job, events)
+    if passed:
+        # What the requireSuccessfulTest guardrail of a later execute looks for.
+        b.status["testPassedAt"] = b.old.get("testPassedAt") or cond.rfc3339(now)
+        b.status["testTargetVersion"] = b.old.get("testTargetVersion") or b.target_version
+    return b.plan(action, events)
 
 
-def _ttl(body_spec: dict[str, Any]) -> timedelta:
+def _smoke(b: _Builder, job: JobObservation | None, events: list[Event]) -> tuple[bool, object | None]:
+    """(passed, action): the SmokeTestPassed condition from the smoke Job's outcome."""
+    old = cond.find(b.conds, cond.SMOKE_TEST)
+    if job is None:
+        if old is not None and old["status"] != "Unknown":
+            return old["status"] == "True", None  # decided earlier (the Job may have been cleaned up)
+        b.set(cond.SMOKE_TEST, "Unknown", "SmokeTestStarting", "starting your smoke test")
+        return False, CreateSmokeJob()
+    if job.succeeded:
+        b.set(cond.SMOKE_TEST, "True", "SmokeTestPassed", "your smoke test passed against the test server")
+        if old is None or old["status"] != "True":
+            events.append(Event("Normal", "SmokeTestPassed", "your smoke test passed against the test server"))
+        return True, None
+    if job.failed:
+        r = job.result or {}
+        output = str(r.get("output") or r.get("error") or job.failure or "no output")[-600:]
+        msg = f"your smoke test failed: {output}"
+        b.set(cond.SMOKE_TEST, "False", "SmokeTestFailed", msg)
+        if old is None or old["status"] != "False":
+            events.append(Event("Warning", "SmokeTestFailed", msg))
+        return False, None
+    b.set(cond.SMOKE_TEST, "Unknown", "SmokeTestRunning", "your smoke test is running")
+    return False, None
+
+
+def _test_spec(body_spec: dict[str, Any]) -> TestSpec:
     try:
-        return parse_spec(body_spec).test.ttl
+        return parse_spec(body_spec).test
     except SpecError:
-        return TestSpec().ttl
+        return TestSpec()
 
 
 def _parse_time(text: str) -> datetime:

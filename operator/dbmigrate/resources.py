@@ -42,6 +42,7 @@ def names(migration: str) -> dict[str, str]:
         "networkpolicy": f"{migration}-target",
         "copyjob": f"{migration}-copy",
         "schemajob": f"{migration}-schema",
+        "smokejob": f"{migration}-smoke",
     }
 
 
@@ -268,4 +269,61 @@ def copy_job(owner: Owner, spec: MigrationSpec, worker_image: str, jobs: int = 2
                 },
             },
         },
+    }
+
+
+def _login_env(owner: Owner) -> list[dict[str, Any]]:
+    """The test server's address and login, as libpq variables (password by reference)."""
+    n = names(owner.name)
+    return [
+        {"name": "PGHOST", "value": service_host(n["service"], owner.namespace)},
+        {"name": "PGPORT", "value": str(PG_PORT)},
+        _secret_env("PGUSER", n["secret"], "username"),
+        _secret_env("PGPASSWORD", n["secret"], "password"),
+    ]
+
+
+def smoke_job(owner: Owner, spec: MigrationSpec, target_image: str) -> dict[str, Any]:
+    """The user's smoke test against the test server: their SQL script run by psql from the
+    target image, or their own pod template with the login injected into every container."""
+    smoke = spec.test.smoke
+    assert smoke is not None
+    env = _login_env(owner)
+    pod: dict[str, Any]
+    if smoke.config_map:
+        env = [*env, {"name": "PGDATABASE", "value": smoke.database}]
+        pod = {
+            "securityContext": restricted_pod_security(),
+            "automountServiceAccountToken": False,
+            "containers": [{
+                "name": "smoke", "image": target_image, "imagePullPolicy": "IfNotPresent",
+                "command": ["psql", "-X", "-v", "ON_ERROR_STOP=1", "-f", f"/smoke/{smoke.key}"],
+                "env": env,
+                "securityContext": restricted_container_security(),
+                "volumeMounts": [{"name": "smoke", "mountPath": "/smoke", "readOnly": True}],
+                # psql's last error lines become the termination message: the condition shows them.
+                "terminationMessagePolicy": "FallbackToLogsOnError",
+            }],
+            "volumes": [{"name": "smoke", "configMap": {"name": smoke.config_map}}],
+        }
+        template: dict[str, Any] = {"metadata": {"labels": labels(owner, "smoke-test")}, "spec": pod}
+    else:
+        user = dict(smoke.template or {})
+        pod = dict(user.get("spec") or {})
+        containers = []
+        for c in pod.get("containers") or []:
+            c = dict(c)
+            c["env"] = [*(c.get("env") or []), *env]
+            c.setdefault("terminationMessagePolicy", "FallbackToLogsOnError")
+            containers.append(c)
+        pod["containers"] = containers
+        meta = dict(user.get("metadata") or {})
+        meta["labels"] = {**(meta.get("labels") or {}), **labels(owner, "smoke-test")}
+        template = {"metadata": meta, "spec": pod}
+    template["spec"]["restartPolicy"] = "Never"
+    return {
+        "apiVersion": "batch/v1", "kind": "Job",
+        "metadata": _meta(owner, names(owner.name)["smokejob"], "smoke-test"),
+        "spec": {"backoffLimit": 0, "activeDeadlineSeconds": int(smoke.timeout.total_seconds()),
+                 "template": template},
     }

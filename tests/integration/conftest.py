@@ -139,7 +139,8 @@ def operator(request: pytest.FixtureRequest, control_plane: ControlPlane,
     cp = control_plane
     cp.kubectl("create", "namespace", OPERATOR_NS, check=False)
     docs = helm_render(cp, "templates/serviceaccount.yaml", "templates/rbac.yaml")
-    cp.kubectl("apply", "-f", "-", input="\n---\n".join(yaml.safe_dump(d) for d in docs))
+    cp.kubectl("apply", "--server-side", "--force-conflicts", "--field-manager=dbmigrate-tests", "-f", "-",
+               input="\n---\n".join(yaml.safe_dump(d) for d in docs))
     op = OperatorProcess(cp, tmp_path_factory.mktemp("operator"))
     op.start()
     op.wait_ready()

@@ -66,6 +66,13 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
      "retainSourceFor must be a duration of at least 1h"),
     ("name-too-long", with_path(BASE, "metadata.name", "m" * 41), "metadata.name must be at most 40 characters"),
     ("unknown-field", with_path(BASE, "spec.sourc", {"x": 1}), 'unknown field "spec.sourc"'),
+    ("smoke-both", with_path(BASE, "spec.test", {"smokeTest": {"sql": {"configMapName": "c"},
+                                                               "job": {"template": {"spec": {}}}}}),
+     "spec.test.smokeTest needs exactly one of sql or job"),
+    ("smoke-none", with_path(BASE, "spec.test", {"smokeTest": {"timeout": "5m"}}),
+     "spec.test.smokeTest needs exactly one of sql or job"),
+    ("guardrail-age", with_path(BASE, "spec.execute", {"requireSuccessfulTest": {"enabled": True, "maxAge": "1w"}}),
+     "maxAge must be a duration"),
 ]
 
 

@@ -113,7 +113,8 @@ def test_unknown_version_asks_for_spec_source_version(
     _apply(api, namespace, migration())
     obj = _wait_reason(api, namespace, "SourceResolved", "SourceVersionUnknown")
     assert "set spec.source.version" in _cond(obj, "SourceResolved")["message"]  # type: ignore[index]
-    # The same source with the version given explicitly resolves.
+    # The same source with the version given explicitly resolves (once m1 no longer holds the source).
+    _co(api).delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "m1")
     _apply(api, namespace, migration("m2", source={
         "statefulSetName": "pg", "serviceName": "pg", "credentialsSecretName": "pg-admin", "version": "16"}))
     obj = _wait_reason(api, namespace, "SourceResolved", "SourceResolved", name="m2")

@@ -311,3 +311,36 @@ def test_second_migration_of_a_source_is_blocked_until_the_first_ends() -> None:
                         peers=[PeerMigration("a", "pg", "Completed", "2026-03-01T10:00:00Z")])
     assert not any(c["type"] == "Blocked" for c in done.status["conditions"])
     assert isinstance(done.action, planner.EnsureTarget)
+
+
+SMOKE_SPEC = {**SPEC, "test": {"smokeTest": {"sql": {"configMapName": "checks"}}}}
+
+
+def _verified(spec: dict[str, Any]) -> tuple[dict[str, Any], planner.Plan]:
+    st = _checked()
+    p = planner.plan(spec, st, 1, obs(), NOW, target=TargetObservation(FULL, 1, job=JobObservation(succeeded=True)),
+                     images=IMAGES, worker_images=WORKERS, name="m1", namespace="ns")
+    assert p.status["phase"] == "Ready"
+    return {**st, **p.status}, p
+
+
+def test_smoke_test_runs_after_ready_and_gates_the_guardrail() -> None:
+    st, p = _verified(SMOKE_SPEC)
+    assert p.action == planner.CreateSmokeJob()
+    assert cond(st, "SmokeTestPassed")["status"] == "Unknown"
+    assert "testPassedAt" not in st  # not a successful test until the smoke test passes
+    running = planner.plan(SMOKE_SPEC, st, 1, obs(), NOW,
+                           target=TargetObservation(FULL, 1, smoke_job=JobObservation(active=1)), name="m1")
+    assert running.action is None and cond(running.status, "SmokeTestPassed")["reason"] == "SmokeTestRunning"
+    ok = planner.plan(SMOKE_SPEC, st, 1, obs(), NOW,
+                      target=TargetObservation(FULL, 1, smoke_job=JobObservation(succeeded=True)), name="m1")
+    assert cond(ok.status, "SmokeTestPassed")["status"] == "True" and ok.status["testPassedAt"]
+    assert [e.reason for e in ok.events] == ["SmokeTestPassed"]
+    bad = planner.plan(SMOKE_SPEC, st, 1, obs(), NOW, target=TargetObservation(FULL, 1, smoke_job=JobObservation(
+        failed=True, result={"output": 'psql:/smoke/smoke.sql:3: ERROR:  relation "orders" does not exist'})),
+        name="m1")
+    c = cond(bad.status, "SmokeTestPassed")
+    assert c["status"] == "False" and 'relation "orders" does not exist' in c["message"]
+    assert bad.status["phase"] == "Ready"  # the server is still there to investigate
+    assert ("Warning", "SmokeTestFailed") in [(e.type, e.reason) for e in bad.events]
+    assert "testPassedAt" not in bad.status

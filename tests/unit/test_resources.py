@@ -94,3 +94,30 @@ def test_network_policy_admits_namespace_and_operator_only() -> None:
 def test_secret_holds_generated_login() -> None:
     sec = _objs()["Secret/pg-to-17-target-credentials"]
     assert sec["stringData"] == {"username": "postgres", "password": "pw-123"}
+
+
+def test_smoke_jobs_inject_the_login_by_reference() -> None:
+    base = {"source": {"statefulSetName": "pg", "serviceName": "pg", "credentialsSecretName": "s"},
+            "target": {"version": "17"}}
+    sql = parse_spec({**base, "test": {"smokeTest": {"sql": {"configMapName": "checks", "key": "a.sql"}}}})
+    job = r.smoke_job(OWNER, sql, "postgres:17")
+    pod = job["spec"]["template"]["spec"]
+    c = pod["containers"][0]
+    assert c["command"][-1] == "/smoke/a.sql" and c["image"] == "postgres:17"
+    assert pod["volumes"] == [{"name": "smoke", "configMap": {"name": "checks"}}]
+    env = {e["name"]: e for e in c["env"]}
+    assert env["PGHOST"]["value"] == "pg-to-17-target.customer-42.svc"
+    assert env["PGPASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == "pg-to-17-target-credentials"
+    assert pod["restartPolicy"] == "Never" and job["spec"]["backoffLimit"] == 0
+    assert job["spec"]["activeDeadlineSeconds"] == 600
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    user = parse_spec({**base, "test": {"smokeTest": {"timeout": "2m", "job": {"template": {
+        "metadata": {"labels": {"app": "shop-tests"}},
+        "spec": {"containers": [{"name": "t", "image": "shop:1.2", "env": [{"name": "MODE", "value": "ci"}]}]}}}}}})
+    job = r.smoke_job(OWNER, user, "postgres:17")
+    t = job["spec"]["template"]
+    assert t["metadata"]["labels"]["app"] == "shop-tests"
+    assert t["metadata"]["labels"]["dbmigrate.dev/migration"] == "pg-to-17"
+    names = [e["name"] for e in t["spec"]["containers"][0]["env"]]
+    assert names[:1] == ["MODE"] and {"PGHOST", "PGPORT", "PGUSER", "PGPASSWORD"} <= set(names)
+    assert t["spec"]["restartPolicy"] == "Never" and job["spec"]["activeDeadlineSeconds"] == 120

@@ -1,0 +1,205 @@
+"""Pre-flight checks for moving a source server to a target major.
+
+Steps: take the source inventory; learn what the target offers (from a running target
+server, or from a target image's extension directory); then each check adds findings:
+version order, reserved names, extensions, OID-typed columns, collations/ICU/locales,
+online-strategy requirements (keys, unlogged tables, large objects, wal_level, slots,
+senders), and the curated release-note incompatibilities (``incompat``).
+
+Nothing here writes to the source.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..base import Finding, Severity
+from . import checks_sql as q
+from .conninfo import ConnInfo
+from .db import connect, fetch, fetch_one
+from .incompat import applicable
+from .inventory import Inventory, collect
+
+STATE_DB = "_dbmigrate"  # the copy's bookkeeping database on the target (see copy.py)
+
+# Locale names every glibc has built in, so no target can lack them.
+_ALWAYS_LOCALES = {"c", "posix", "c.utf8"}
+
+
+def _norm_locale(name: str) -> str:
+    return name.lower().replace("utf-8", "utf8")
+
+
+@dataclass
+class TargetInfo:
+    """What the target version offers; ``locales`` None means unknown (skip that check)."""
+
+    major: int
+    extensions: dict[str, set[str]] = field(default_factory=dict)  # name -> versions
+    icu: bool = True
+    locales: set[str] | None = None
+
+    @classmethod
+    def from_server(cls, ci: ConnInfo) -> TargetInfo:
+        with connect(ci) as conn:
+            exts: dict[str, set[str]] = {}
+            for r in fetch(conn, q.TARGET_EXTENSIONS):
+                exts.setdefault(r["name"], set()).add(r["version"])
+            return cls(
+                major=int(fetch_one(conn, q.TARGET_VERSION)["major"]),
+                extensions=exts,
+                icu=bool(fetch_one(conn, q.TARGET_ICU)["icu"]),
+                locales={_norm_locale(r["locale"]) for r in fetch(conn, q.TARGET_LOCALES)},
+            )
+
+    @classmethod
+    def from_sharedir(cls, major: int, sharedir: Path, *, icu: bool = True) -> TargetInfo:
+        """From a target installation's share directory (e.g. in a Job on the target image):
+        ``extension/<name>--<version>.sql`` files name every installable version."""
+        exts: dict[str, set[str]] = {}
+        for f in (sharedir / "extension").glob("*--*.sql"):
+            m = re.fullmatch(r"(.+?)--(?:.+--)?([^-]+)\.sql", f.name)
+            if m:
+                exts.setdefault(m.group(1), set()).add(m.group(2))
+        return cls(major=major, extensions=exts, icu=icu)
+
+
+def _f(sev: Severity, code: str, obj: str, msg: str, hint: str, applies_to: str = "all") -> Finding:
+    return Finding(sev, code, obj, msg, hint, applies_to)
+
+
+def check(source: ConnInfo, target: TargetInfo, *, inventory: Inventory | None = None) -> list[Finding]:
+    inv = inventory or collect(source)
+    findings: list[Finding] = []
+    findings += _version(inv, target)
+    findings += _reserved(inv)
+    findings += _extensions(inv, target)
+    findings += _collations(source, inv, target)
+    findings += _reg_columns(source, inv)
+    findings += _online(source, inv)
+    findings += _incompat(source, inv, target)
+    return findings
+
+
+def _version(inv: Inventory, t: TargetInfo) -> list[Finding]:
+    if t.major > inv.major:
+        return []
+    return [_f(Severity.BLOCKER, "VERSION_NOT_NEWER", inv.version,
+               f"the target major {t.major} is not newer than the source {inv.version}",
+               "choose a newer target version")]
+
+
+def _reserved(inv: Inventory) -> list[Finding]:
+    return [_f(Severity.BLOCKER, "RESERVED_DATABASE_NAME", d.name,
+               f"database name {d.name} is used by dbmigrate for its bookkeeping",
+               "rename the database") for d in inv.databases if d.name == STATE_DB]
+
+
+def _extensions(inv: Inventory, t: TargetInfo) -> list[Finding]:
+    out: list[Finding] = []
+    for d in inv.databases:
+        for name, version in sorted(d.extensions.items()):
+            if name not in t.extensions:
+                out.append(_f(Severity.BLOCKER, "EXTENSION_MISSING", f"{d.name}.{name}",
+                              f"extension {name} {version} is installed in database {d.name} "
+                              f"but not available on PostgreSQL {t.major}",
+                              "use a target image that ships it, or DROP EXTENSION on the source"))
+    return out
+
+
+def _collations(source: ConnInfo, inv: Inventory, t: TargetInfo) -> list[Finding]:
+    out: list[Finding] = []
+    for d in inv.databases:
+        if d.locale_provider == "i" and not t.icu:
+            out.append(_f(Severity.BLOCKER, "ICU_UNAVAILABLE", d.name,
+                          f"database {d.name} uses the ICU locale {d.icu_locale} but the "
+                          "target is built without ICU",
+                          "use a target image built with ICU"))
+        if not t.icu:
+            with connect(source, d.name) as conn:
+                for r in fetch(conn, q.ICU_OBJECTS):
+                    out.append(_f(Severity.BLOCKER, "ICU_UNAVAILABLE", f"{d.name}: {r['object']}",
+                                  "this object needs an ICU collation but the target is built "
+                                  "without ICU", "use a target image built with ICU"))
+        if d.locale_provider == "c" and t.locales is not None:
+            for loc in {d.collate, d.ctype}:
+                if _norm_locale(loc) not in _ALWAYS_LOCALES | t.locales:
+                    out.append(_f(Severity.BLOCKER, "LOCALE_MISSING", f"{d.name}: {loc}",
+                                  f"database {d.name} uses the libc locale {loc}, which the "
+                                  "target does not have", "install that locale in the target image"))
+        if d.locale_provider == "c" and _norm_locale(d.collate) not in _ALWAYS_LOCALES:
+            out.append(_f(Severity.INFO, "LIBC_COLLATION_VERSION", f"{d.name}: {d.collate}",
+                          "text sort order comes from the C library, which differs between "
+                          "images: indexes are rebuilt by the copy, but ORDER BY results on "
+                          "text may change", "compare query results in test mode"))
+    return out
+
+
+def _reg_columns(source: ConnInfo, inv: Inventory) -> list[Finding]:
+    out: list[Finding] = []
+    for d in inv.databases:
+        with connect(source, d.name) as conn:
+            for r in fetch(conn, q.REG_COLUMNS):
+                out.append(_f(Severity.WARNING, "REG_TYPE_COLUMN", f"{d.name}: {r['object']}",
+                              "this column stores object identifiers; the copy writes them as "
+                              "names, which must resolve to the same objects on the target",
+                              "store names (text) instead of reg* values"))
+    return out
+
+
+def _online(source: ConnInfo, inv: Inventory) -> list[Finding]:
+    """Requirements of the logical (online) strategy."""
+    out: list[Finding] = []
+    for d in inv.databases:
+        for t in d.tables:
+            if t.kind != "r":
+                continue
+            if t.persistence == "u":
+                out.append(_f(Severity.WARNING, "UNLOGGED_TABLE", f"{d.name}.{t.qualified}",
+                              "unlogged tables are not replicated: its rows written after the "
+                              "initial copy are lost by an online switchover",
+                              "ALTER TABLE ... SET LOGGED, or use strategy dump", "logical"))
+            elif t.replica_identity == "n" or (t.replica_identity == "d" and not t.has_pk):
+                out.append(_f(Severity.BLOCKER, "NO_REPLICA_IDENTITY", f"{d.name}.{t.qualified}",
+                              "table has no primary key or replica identity: once published, "
+                              "its UPDATEs and DELETEs would fail on the source",
+                              "add a primary key or ALTER TABLE ... REPLICA IDENTITY FULL, or use "
+                              "strategy dump", "logical"))
+        if d.large_objects:
+            out.append(_f(Severity.BLOCKER, "LARGE_OBJECTS", d.name,
+                          f"{d.large_objects} large objects: logical replication does not carry "
+                          "them", "use strategy dump, or move them into bytea columns", "logical"))
+    s = inv.settings
+    if s.get("wal_level") != "logical":
+        out.append(_f(Severity.BLOCKER, "WAL_LEVEL", "wal_level",
+                      f"wal_level is {s.get('wal_level')}, logical replication needs 'logical'",
+                      "set wal_level = logical and restart the source (a short outage)", "logical"))
+    # One slot and one sender per database, plus the initial-copy workers' temporary slots.
+    need = len(inv.databases) + 2
+    with connect(source) as conn:
+        slots_used = int(fetch_one(conn, q.SLOTS_USED)["n"])
+        senders_used = int(fetch_one(conn, q.SENDERS_USED)["n"])
+    for name, used in (("max_replication_slots", slots_used), ("max_wal_senders", senders_used)):
+        have = int(s.get(name, "0")) - used
+        if have < need:
+            out.append(_f(Severity.BLOCKER, name.upper(), name,
+                          f"{name} leaves {have} free, an online switchover of "
+                          f"{len(inv.databases)} databases needs {need}",
+                          f"raise {name} to at least {need + used} (needs a restart)", "logical"))
+    return out
+
+
+def _incompat(source: ConnInfo, inv: Inventory, t: TargetInfo) -> list[Finding]:
+    out: list[Finding] = []
+    entries = applicable(inv.major, t.major)
+    dbs = [d.name for d in inv.databases]
+    for e in entries:
+        for dbname in dbs if e.per_database else [source.dbname]:
+            with connect(source, dbname) as conn:
+                rows = fetch(conn, e.sql, list(e.params))
+            for r in rows:
+                obj = f"{dbname}: {r['object']}" if e.per_database else str(r["object"])
+                out.append(_f(e.severity, e.code, obj, e.message, f"{e.hint} ({e.release})"))
+    return out

@@ -1,0 +1,288 @@
+"""Snapshot copy of a whole server (test mode and the offline ``dump`` strategy).
+
+Steps:
+  1. inventory the source (databases, tables and their sizes, for progress);
+  2. on the target, create the bookkeeping database ``_dbmigrate`` and its ``copy_state``;
+  3. roles, memberships and role settings: the TARGET's ``pg_dumpall --roles-only`` against
+     the source, made re-runnable (``roles.rewrite``), applied with psql in one transaction;
+  4. each database not yet marked done: drop whatever a previous attempt left (a half-restored
+     database is redone, never merged), TARGET's ``pg_dump -Fd -j`` of the source, then the
+     pre-data section as a filtered script (CREATE DATABASE with the source's properties and
+     the schema), then ``pg_restore -j`` of data and post-data; then mark it done;
+  5. drop ``_dbmigrate``: the target holds exactly the source's databases.
+
+Progress: bytes and tables count restored table data (from ``pg_restore --verbose``),
+against the source's table sizes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg
+
+from ..base import Progress, ProgressCallback
+from . import commands
+from . import copy_sql as q
+from .checks import STATE_DB
+from .conninfo import ConnInfo
+from .db import connect, execute, fetch
+from .inventory import Inventory, Table, collect
+from .predata import CANDIDATES, filter_script
+from .roles import rewrite
+from .runner import run
+from .stream import Snapshot, StreamTable, stream
+from .stream import tables as stream_tables
+from .stream_sql import pattern
+
+log = logging.getLogger(__name__)
+
+# pg_restore -j logs "finished item <id> TABLE DATA <name>" (name without schema); serial
+# runs log 'processing data for table "<schema>.<name>"'.
+_FINISHED_DATA = re.compile(r'finished item \d+ TABLE DATA (.+)$')
+_SERIAL_DATA = re.compile(r'processing data for table "(?:[^"]*)\.(.+)"$')
+_DUMPING = re.compile(r'dumping contents of table "(.+)"$')
+
+
+@dataclass
+class CopyOptions:
+    workdir: Path                     # dumps go to workdir/<db>; removed after each restore
+    bindir: Path | None = None        # the TARGET version's binaries (None: from PATH)
+    # Twice the cores: a streamed table keeps two server backends and two psql busy, and
+    # each waits on the other part of the time (measured: 4 jobs beat 2 on 2 cores).
+    jobs: int = field(default_factory=lambda: 2 * (os.cpu_count() or 1))
+    schema_only: bool = False         # the online strategy: tables are filled by replication
+    # "stream": rows piped source -> target by parallel COPY (stream.py), the rest through
+    # pg_dump/pg_restore; "dump": everything through pg_dump -Fd -j / pg_restore -j.
+    data: str = "stream"
+    # Compression of long values written by the streamed copy, if the target supports it
+    # (pgserver's 16 lacks lz4: then the target's default).
+    toast_compression: str | None = "lz4"
+
+
+@dataclass
+class CopyResult:
+    databases: dict[str, float] = field(default_factory=dict)  # name -> seconds (0: already done)
+    bytes_total: int = 0
+    seconds: float = 0.0
+
+
+def snapshot_copy(source: ConnInfo, target: ConnInfo, opts: CopyOptions,
+                  progress: ProgressCallback | None = None,
+                  inventory: Inventory | None = None) -> CopyResult:
+    started = time.monotonic()
+    inv = inventory or collect(source, exclude=frozenset({STATE_DB}))
+    sizes = {d.name: [] if opts.schema_only else [t.bytes for t in d.tables if t.kind == "r"]
+             for d in inv.databases}
+    prog = Progress(bytes_total=sum(sum(v) for v in sizes.values()),
+                    tables_total=sum(len(v) for v in sizes.values()),
+                    databases_total=len(inv.databases))
+
+    def report() -> None:
+        if progress:
+            progress(prog)
+
+    done = _prepare_state(target)
+    if "roles" not in done:
+        prog.current = "roles"
+        report()
+        copy_roles(source, target, opts)
+        _mark(target, "roles")
+
+    result = CopyResult(bytes_total=prog.bytes_total)
+    unknown = unknown_column_options(target)
+    for d in inv.databases:
+        if f"db:{d.name}" in done:
+            prog.bytes_copied += sum(sizes[d.name])
+            prog.tables_copied += len(sizes[d.name])
+            prog.databases_copied += 1
+            result.databases[d.name] = 0.0
+            continue
+        t0 = time.monotonic()
+        copy_database(source, target, d.name, opts, prog, report, _SizeBook(d.tables), unknown)
+        _mark(target, f"db:{d.name}")
+        prog.databases_copied += 1
+        result.databases[d.name] = time.monotonic() - t0
+    prog.current = ""
+    report()
+    finish(target)
+    result.seconds = time.monotonic() - started
+    return result
+
+
+class _SizeBook:
+    """Table sizes by bare name, to turn pg_restore's "finished item" lines into bytes."""
+
+    def __init__(self, tables: list[Table]) -> None:
+        self._by_name: dict[str, list[int]] = {}
+        for t in tables:
+            if t.kind == "r":
+                self._by_name.setdefault(t.name, []).append(t.bytes)
+
+    def take(self, name: str) -> int | None:
+        sizes = self._by_name.get(name)
+        return sizes.pop() if sizes else None
+
+
+def copy_roles(source: ConnInfo, target: ConnInfo, opts: CopyOptions) -> None:
+    opts.workdir.mkdir(parents=True, exist_ok=True)
+    raw = opts.workdir / "roles.sql"
+    run(commands.dumpall_roles(opts.bindir, source, raw))
+    fixed = opts.workdir / "roles.apply.sql"
+    fixed.write_text(rewrite(raw.read_text(), skip_role=target.user))
+    run(commands.psql_file(opts.bindir, target, fixed, STATE_DB))
+    raw.unlink()
+    fixed.unlink()
+
+
+def copy_database(source: ConnInfo, target: ConnInfo, dbname: str, opts: CopyOptions,
+                  prog: Progress, report: Callable[[], None], book: _SizeBook,
+                  unknown: set[str]) -> None:
+    """``unknown``: column options the target refuses (``unknown_column_options``)."""
+    with connect(target, STATE_DB) as conn:
+        execute(conn, q.drop_database(dbname))
+    dumpdir = opts.workdir / f"db-{dbname.encode().hex()}"  # any database name is a safe path
+    shutil.rmtree(dumpdir, ignore_errors=True)
+    dumped = 0
+
+    def on_dump(line: str) -> None:
+        nonlocal dumped
+        if _DUMPING.search(line):
+            dumped += 1
+            prog.current = f"dumping {dbname} ({dumped} tables)"
+            report()
+
+    def on_restore(line: str) -> None:
+        m = _FINISHED_DATA.search(line) or _SERIAL_DATA.search(line)
+        if m:
+            size = book.take(m.group(1))
+            if size is not None:
+                prog.bytes_copied += size
+                prog.tables_copied += 1
+                prog.current = f"restoring {dbname}"
+                report()
+
+    try:
+        if opts.data == "stream" and not opts.schema_only:
+            _copy_streamed(source, target, dbname, dumpdir, opts, prog, report, unknown)
+        else:
+            _copy_dumped(source, target, dbname, dumpdir, opts, unknown, on_dump, on_restore)
+    finally:
+        shutil.rmtree(dumpdir, ignore_errors=True)
+
+
+def _restore_pre_data(target: ConnInfo, dumpdir: Path, opts: CopyOptions, unknown: set[str]) -> int:
+    """Pre-data through a filtered script when the dump holds options the target refuses
+    (predata.py), else straight with pg_restore. Returns how many options were dropped."""
+    script = dumpdir / "pre-data.sql"
+    run(commands.restore_pre_data_script(opts.bindir, dumpdir, script))
+    text, dropped = filter_script(script.read_text(), unknown)
+    if dropped:
+        script.write_text(text)
+        run(commands.psql_script(opts.bindir, target, script, STATE_DB))
+    else:
+        run(commands.restore_pre_data(opts.bindir, target, dumpdir, maintenance_db=STATE_DB))
+    return dropped
+
+
+def _copy_streamed(source: ConnInfo, target: ConnInfo, dbname: str, dumpdir: Path,
+                   opts: CopyOptions, prog: Progress, report: Callable[[], None],
+                   unknown: set[str]) -> None:
+    """Everything but table rows through the target's pg_dump/pg_restore, the rows streamed
+    (stream.py), all as of one source snapshot."""
+    toast = opts.toast_compression if opts.toast_compression and _supports(
+        target, "default_toast_compression", opts.toast_compression) else None
+    with Snapshot(source, dbname) as snap:
+        todo = stream_tables(source, dbname, snap.id)
+        t0 = time.monotonic()
+        run(commands.dump_db(opts.bindir, source, dbname, dumpdir, 1, snapshot=snap.id,
+                             exclude_data=[pattern(t.schema, t.name) for t in todo]))
+        t1 = time.monotonic()
+        dropped = _restore_pre_data(target, dumpdir, opts, unknown)
+        t2 = time.monotonic()
+
+        def done(t: StreamTable) -> None:
+            prog.bytes_copied += t.bytes
+            prog.tables_copied += 1
+            prog.current = f"copying {dbname}"
+            report()
+
+        stream(source, target, dbname, snap.id, todo, opts.jobs, done, bindir=opts.bindir,
+               toast_compression=toast)
+    t3 = time.monotonic()
+    run(commands.restore_data(opts.bindir, target, dumpdir, dbname, opts.jobs))
+    log.info("copied %s: schema dump %.1fs, pre-data %.1fs (%d options dropped), rows %.1fs, "
+             "indexes/constraints %.1fs", dbname, t1 - t0, t2 - t1, dropped, t3 - t2,
+             time.monotonic() - t3)
+
+
+def _copy_dumped(source: ConnInfo, target: ConnInfo, dbname: str, dumpdir: Path,
+                 opts: CopyOptions, unknown: set[str], on_dump: Callable[[str], None],
+                 on_restore: Callable[[str], None]) -> None:
+    """The plain way: the target's pg_dump -Fd -j, then pg_restore -j."""
+    t0 = time.monotonic()
+    run(commands.dump_db(opts.bindir, source, dbname, dumpdir, opts.jobs,
+                         schema_only=opts.schema_only), on_dump)
+    t1 = time.monotonic()
+    script = dumpdir / "pre-data.sql"
+    run(commands.restore_pre_data_script(opts.bindir, dumpdir, script))
+    _, dropped = filter_script(script.read_text(), unknown)
+    if not dropped:
+        # One pg_restore run: tables it creates itself get their COPY wrapped in a
+        # transaction with a TRUNCATE, which skips WAL on a wal_level=minimal target.
+        run(commands.restore_db(opts.bindir, target, dumpdir, opts.jobs,
+                                maintenance_db=STATE_DB), on_restore)
+    else:
+        _restore_pre_data(target, dumpdir, opts, unknown)
+        run(commands.restore_data(opts.bindir, target, dumpdir, dbname, opts.jobs), on_restore)
+    log.info("copied %s: dump %.1fs, restore %.1fs (%d column options dropped)", dbname,
+             t1 - t0, time.monotonic() - t1, dropped)
+
+
+def unknown_column_options(target: ConnInfo) -> set[str]:
+    out: set[str] = set()
+    with connect(target, STATE_DB) as conn:
+        for option in CANDIDATES:
+            try:
+                with conn.transaction(force_rollback=True):
+                    execute(conn, q.probe_column_option(option))
+            except psycopg.errors.InvalidParameterValue:
+                out.add(option)
+    return out
+
+
+def _supports(target: ConnInfo, setting: str, value: str) -> bool:
+    with connect(target, STATE_DB) as conn:
+        try:
+            execute(conn, q.set_setting(setting, value))
+        except psycopg.errors.InvalidParameterValue:
+            return False
+    return True
+
+
+def _prepare_state(target: ConnInfo) -> set[str]:
+    # template1, not postgres: an interrupted run may have dropped 'postgres' to redo it.
+    with connect(target, "template1") as conn:
+        if not fetch(conn, q.DATABASE_EXISTS, [STATE_DB]):
+            execute(conn, q.create_database(STATE_DB))
+    with connect(target, STATE_DB) as conn:
+        execute(conn, q.STATE_TABLE)
+        return {r["item"] for r in fetch(conn, q.DONE_ITEMS)}
+
+
+def _mark(target: ConnInfo, item: str) -> None:
+    with connect(target, STATE_DB) as conn:
+        execute(conn, q.MARK_DONE, [item])
+
+
+def finish(target: ConnInfo) -> None:
+    """Drop the bookkeeping database; connects to template1 since 'postgres' may be mid-copy."""
+    with connect(target, "template1") as conn:
+        execute(conn, q.drop_database(STATE_DB))

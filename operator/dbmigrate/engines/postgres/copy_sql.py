@@ -1,0 +1,34 @@
+"""SQL of the snapshot copy's bookkeeping on the target (database ``_dbmigrate``)."""
+
+from psycopg import sql
+
+STATE_TABLE = """
+CREATE TABLE IF NOT EXISTS copy_state (
+    item text PRIMARY KEY,          -- 'roles' or 'db:<name>'
+    done_at timestamptz NOT NULL DEFAULT now()
+)
+"""
+DONE_ITEMS = "SELECT item FROM copy_state"
+MARK_DONE = "INSERT INTO copy_state (item) VALUES (%s) ON CONFLICT (item) DO NOTHING"
+DATABASE_EXISTS = "SELECT 1 FROM pg_database WHERE datname = %s"
+
+
+def create_database(name: str) -> sql.Composed:
+    return sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+
+
+def drop_database(name: str) -> sql.Composed:
+    # FORCE: a half-restored database may still have a pg_restore worker connected.
+    return sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+
+
+def probe_column_option(option: str) -> sql.Composed:
+    """Fails with 'unrecognized parameter' when the server does not know the option; run in
+    a transaction that is rolled back."""
+    return sql.SQL(
+        "CREATE TEMP TABLE dbmigrate_probe (a int); "
+        "ALTER TABLE dbmigrate_probe ALTER COLUMN a SET ({} = 1)").format(sql.Identifier(option))
+
+
+def set_setting(name: str, value: str) -> sql.Composed:
+    return sql.SQL("SET {} = {}").format(sql.Identifier(name), sql.Literal(value))

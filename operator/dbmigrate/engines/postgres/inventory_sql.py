@@ -1,0 +1,52 @@
+"""Catalog queries for the inventory. Parameters only; no identifiers are composed here."""
+
+SERVER = """
+SELECT current_setting('server_version') AS version,
+       current_setting('server_version_num')::int AS version_num
+"""
+
+SETTINGS = """
+SELECT name, setting FROM pg_settings
+WHERE name = ANY(%s)
+"""
+
+DATABASES = """
+SELECT d.datname AS name, pg_database_size(d.oid) AS bytes, pg_get_userbyid(d.datdba) AS owner,
+       pg_encoding_to_char(d.encoding) AS encoding, d.datcollate AS collate, d.datctype AS ctype,
+       d.datlocprovider::text AS locale_provider, d.daticulocale AS icu_locale
+FROM pg_database d
+WHERE NOT d.datistemplate AND d.datallowconn
+ORDER BY d.datname
+"""
+
+# 17 renamed daticulocale to datlocale.
+DATABASES_17 = DATABASES.replace("d.daticulocale", "d.datlocale")
+
+ROLES = """
+SELECT rolname AS name, rolsuper AS superuser, rolcanlogin AS login,
+       rolreplication AS replication, rolcreaterole AS createrole
+FROM pg_roles
+WHERE rolname !~ '^pg_'
+ORDER BY rolname
+"""
+
+EXTENSIONS = """
+SELECT extname AS name, extversion AS version FROM pg_extension ORDER BY extname
+"""
+
+# Ordinary and partitioned tables, materialized views' storage excluded (they are rebuilt).
+TABLES = """
+SELECT n.nspname AS schema, c.relname AS name, c.relkind::text AS kind,
+       c.relpersistence::text AS persistence, c.relreplident::text AS replica_identity,
+       pg_table_size(c.oid) AS bytes, GREATEST(c.reltuples, 0)::bigint AS rows_estimate,
+       EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary) AS has_pk,
+       c.relispartition AS is_partition
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'p')
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_toast'
+  AND NOT EXISTS (SELECT 1 FROM pg_depend d
+                  WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
+ORDER BY 1, 2
+"""
+
+LARGE_OBJECTS = "SELECT count(*) AS n FROM pg_largeobject_metadata"

@@ -1,0 +1,42 @@
+"""Run a client-tool ``Command``, feeding its stderr lines to a callback as they come."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections import deque
+from collections.abc import Callable
+
+from .commands import Command
+
+# Only what the tools need from our environment: no stray PG* variable may override a Command's.
+_KEEP = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR")
+
+
+class CommandFailed(RuntimeError):
+    def __init__(self, cmd: Command, code: int, tail: list[str]) -> None:
+        self.cmd, self.code, self.tail = cmd, code, tail
+        super().__init__(f"{cmd.argv[0]} exited {code}: " + " | ".join(tail[-5:]))
+
+
+def run(cmd: Command, on_line: Callable[[str], None] | None = None) -> None:
+    env = {k: v for k, v in os.environ.items() if k in _KEEP}
+    env.update(cmd.env)
+    tail: deque[str] = deque(maxlen=20)
+    with subprocess.Popen(cmd.argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, text=True, errors="replace") as proc:
+        assert proc.stderr is not None
+        try:
+            for raw in proc.stderr:
+                line = raw.rstrip("\n")
+                tail.append(line)
+                if on_line:
+                    on_line(line)
+        except BaseException:
+            # Our caller is going away (error in a callback, cancellation): take the tool along
+            # rather than leave it writing to a database nobody tracks.
+            proc.kill()
+            raise
+        code = proc.wait()
+    if code != 0:
+        raise CommandFailed(cmd, code, list(tail))

@@ -1,0 +1,61 @@
+"""SQL of the streamed table copy (``stream.py``)."""
+
+from __future__ import annotations
+
+from psycopg import sql
+
+EXPORT_SNAPSHOT = "SELECT pg_export_snapshot() AS snapshot"
+
+# Tables whose rows we stream: ordinary tables (partitions included, their parents hold no
+# rows), no extension members (pg_dump handles extension configuration tables), with the
+# columns COPY can write (not generated). "binary" when every column type is built in: user
+# types' OIDs differ between servers, and binary COPY of arrays/composites embeds them.
+TABLES = """
+SELECT n.nspname AS schema, c.relname AS name, pg_table_size(c.oid) AS bytes,
+       array_agg(a.attname::text ORDER BY a.attnum) AS columns,
+       bool_and(a.atttypid < 16384) AS binary
+FROM pg_class c
+JOIN pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+     AND a.attgenerated = ''
+WHERE c.relkind = 'r' AND c.relpersistence <> 't'
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_toast'
+  AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
+                  AND d.objid = c.oid AND d.deptype = 'e')
+GROUP BY n.nspname, c.relname, c.oid
+ORDER BY pg_table_size(c.oid) DESC
+"""
+
+
+def _fmt(binary: bool) -> sql.SQL:
+    return sql.SQL("binary" if binary else "text")
+
+
+def copy_out(schema: str, name: str, columns: list[str], binary: bool) -> sql.Composed:
+    cols = sql.SQL(", ").join(sql.Identifier(c) for c in columns)
+    return sql.SQL("COPY (SELECT {} FROM ONLY {}) TO STDOUT (FORMAT {})").format(
+        cols, sql.Identifier(schema, name), _fmt(binary))
+
+
+def truncate(schema: str, name: str) -> sql.Composed:
+    return sql.SQL("TRUNCATE ONLY {}").format(sql.Identifier(schema, name))
+
+
+def copy_in(schema: str, name: str, columns: list[str], binary: bool, *, freeze: bool = True) -> sql.Composed:
+    # FREEZE: the table was truncated in this transaction, so rows can be written frozen
+    # (no later hint-bit and anti-wraparound rewrites of the whole copy).
+    cols = sql.SQL(", ").join(sql.Identifier(c) for c in columns)
+    return sql.SQL("COPY {} ({}) FROM STDIN (FORMAT {}{})").format(
+        sql.Identifier(schema, name), cols, _fmt(binary), sql.SQL(", FREEZE" if freeze else ""))
+
+
+def set_snapshot(snapshot: str) -> sql.Composed:
+    return sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot))
+
+
+def pattern(schema: str, name: str) -> str:
+    """A pg_dump table pattern matching exactly this table (inside double quotes every
+    character is literal; a double quote is doubled)."""
+    def q(s: str) -> str:
+        return '"' + s.replace('"', '""') + '"'
+    return f"{q(schema)}.{q(name)}"
