@@ -8,12 +8,12 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 PYTEST_ARGS ?=
 
-.PHONY: help venv k8s-bins lint test test-unit test-integration run clean
+.PHONY: help venv k8s-bins tools pg lint test test-unit test-integration test-dataplane generate run clean
 
 help:
 	@echo "make run    - start the operator against \$$KUBECONFIG's cluster, or an embedded control plane"
 	@echo "make test   - install what the tests need, lint, run every test tier"
-	@echo "make lint | test-unit | test-integration | k8s-bins"
+	@echo "make lint | test-unit | test-integration | test-dataplane | generate | k8s-bins | tools | pg"
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,19 +26,37 @@ venv: $(STAMP)
 k8s-bins:
 	@bash hack/k8s-bins.sh >/dev/null
 
+# kubeconform (Go module proxy) and a Lua interpreter (Debian) for the chart and Argo CD tests.
+tools:
+	@bash hack/kubeconform.sh >/dev/null
+	@bash hack/lua.sh >/dev/null
+
+# PostgreSQL 15, 16, 17 and 18 for the dataplane tier and the benchmarks (cached).
+pg:
+	@bash hack/postgres.sh
+
+# After changing the chart or the CRD: regenerate manifests/ and docs/api.md (tests check drift).
+generate: venv k8s-bins
+	cp crds/dbmigrate.dev_migrations.yaml charts/dbmigrate/crds/
+	$(PY) hack/gen-manifests.py
+	$(PY) hack/gen-docs.py
+
 lint: venv
-	$(VENV)/bin/ruff check operator tests hack
+	$(VENV)/bin/ruff check operator tests hack docs/examples
 	$(VENV)/bin/mypy operator
 	$(VENV)/bin/lint-imports
 
-test-unit: venv
+test-unit: venv tools
 	$(VENV)/bin/pytest tests/unit -q $(PYTEST_ARGS)
 
-test-integration: venv k8s-bins
+test-integration: venv k8s-bins tools
 	$(VENV)/bin/pytest tests/integration -q $(PYTEST_ARGS)
 
+test-dataplane: venv pg
+	$(VENV)/bin/pytest tests/dataplane -q $(PYTEST_ARGS)
+
 # One pytest run over every tier, so CI prints one summary line with all counts.
-test: venv k8s-bins lint
+test: venv k8s-bins tools pg lint
 	$(VENV)/bin/pytest tests -q -rfE $(PYTEST_ARGS)
 
 run: venv k8s-bins

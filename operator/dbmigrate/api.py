@@ -159,6 +159,15 @@ def _smoke(raw: Mapping[str, Any] | None) -> SmokeTestSpec | None:
     return SmokeTestSpec(template=template, timeout=timeout)
 
 
+def with_operator_defaults(spec: Mapping[str, Any], test_ttl: str, retain_source_for: str) -> dict[str, Any]:
+    """The spec with the operator-wide defaults filled in where the user left a field out.
+    (The CRD leaves these two without a default so that the platform team can choose them.)"""
+    out = dict(spec)
+    out["test"] = {"ttl": test_ttl, **(spec.get("test") or {})}
+    out["execute"] = {"retainSourceFor": retain_source_for, **(spec.get("execute") or {})}
+    return out
+
+
 def parse_spec(spec: Mapping[str, Any]) -> MigrationSpec:
     """Turn a (possibly partial) spec mapping into a MigrationSpec or raise SpecError."""
     mode = spec.get("mode", "test")

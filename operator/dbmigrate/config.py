@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
+from .api import SpecError, parse_duration
+
 DEFAULT_IMAGES = {15: "postgres:15", 16: "postgres:16", 17: "postgres:17", 18: "postgres:18"}
 # The copy Job's image per target major: that version's client tools + the dbmigrate engine.
 DEFAULT_WORKER_IMAGES = {m: f"dbmigrate-worker:{m}" for m in DEFAULT_IMAGES}
@@ -41,6 +43,15 @@ def _float(name: str, default: float) -> float:
     return value
 
 
+def _duration(name: str, default: str) -> str:
+    raw = os.environ.get(name) or default
+    try:
+        parse_duration(raw, name)
+    except SpecError as e:
+        raise ConfigError(str(e)) from e
+    return raw
+
+
 def _port(name: str, default: int) -> int:
     raw = os.environ.get(name, "")
     if raw == "":
@@ -60,6 +71,9 @@ class Config:
     # Namespace the operator runs in (downward API); its pods may reach target servers.
     operator_namespace: str | None = None
     preflight_timeout: float = 300.0
+    # Defaults for Migrations that leave spec.test.ttl / spec.execute.retainSourceFor out.
+    default_test_ttl: str = "24h"
+    default_retain_source_for: str = "168h"
     # Prometheus /metrics port; 0 disables the endpoint.
     metrics_port: int = 9090
 
@@ -77,4 +91,6 @@ class Config:
             operator_namespace=os.environ.get("DBMIGRATE_NAMESPACE") or None,
             preflight_timeout=_float("DBMIGRATE_PREFLIGHT_TIMEOUT_SECONDS", 300.0),
             metrics_port=_port("DBMIGRATE_METRICS_PORT", 9090),
+            default_test_ttl=_duration("DBMIGRATE_DEFAULT_TEST_TTL", "24h"),
+            default_retain_source_for=_duration("DBMIGRATE_DEFAULT_RETAIN_SOURCE_FOR", "168h"),
         )

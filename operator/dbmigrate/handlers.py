@@ -17,7 +17,7 @@ from typing import Any
 import kopf
 
 from . import actions, kube, metrics, planner, resources
-from .api import GROUP, PLURAL, VERSION, SpecError, parse_spec
+from .api import GROUP, PLURAL, VERSION, SpecError, parse_spec, with_operator_defaults
 from .config import Config
 
 FINALIZER = f"{GROUP}/finalizer"
@@ -66,7 +66,8 @@ async def _reconcile(body: kopf.Body, logger: kopf.Logger | logging.LoggerAdapte
     if meta.get("deletionTimestamp"):
         return
     async with _locks[uid]:
-        spec = dict(body.get("spec") or {})
+        spec = with_operator_defaults(body.get("spec") or {}, CONFIG.default_test_ttl,
+                                      CONFIG.default_retain_source_for)
         status = dict(body.get("status") or {})
         generation = int(meta.get("generation") or 0)
         child_names = resources.names(name)

@@ -74,3 +74,15 @@ def test_full_spec() -> None:
 def test_parse_spec_errors(spec: dict, message: str) -> None:  # type: ignore[type-arg]
     with pytest.raises(SpecError, match=message.replace(".", r"\.")):
         parse_spec(spec)
+
+
+def test_operator_defaults_fill_only_what_is_missing() -> None:
+    from dbmigrate.api import with_operator_defaults
+
+    filled = with_operator_defaults(MIN, "12h", "72h")
+    s = parse_spec(filled)
+    assert s.test.ttl == timedelta(hours=12) and s.execute.retain_source_for == timedelta(hours=72)
+    mine = with_operator_defaults({**MIN, "test": {"ttl": "2h"}, "execute": {"retainSourceFor": "5h"}}, "12h", "72h")
+    s = parse_spec(mine)
+    assert s.test.ttl == timedelta(hours=2) and s.execute.retain_source_for == timedelta(hours=5)
+    assert "test" not in MIN  # the input is not changed

@@ -31,3 +31,13 @@ def test_bad_values(monkeypatch: pytest.MonkeyPatch, var: str, value: str, messa
     monkeypatch.setenv(var, value)
     with pytest.raises(ConfigError, match=message):
         Config.from_env()
+
+
+def test_default_durations(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DBMIGRATE_DEFAULT_TEST_TTL", "6h")
+    monkeypatch.setenv("DBMIGRATE_DEFAULT_RETAIN_SOURCE_FOR", "720h")
+    cfg = Config.from_env()
+    assert cfg.default_test_ttl == "6h" and cfg.default_retain_source_for == "720h"
+    monkeypatch.setenv("DBMIGRATE_DEFAULT_TEST_TTL", "1 day")
+    with pytest.raises(ConfigError, match="must be a duration like 24h"):
+        Config.from_env()

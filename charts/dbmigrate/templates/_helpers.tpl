@@ -23,14 +23,14 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- define "dbmigrate.rules" -}}
 - apiGroups: [dbmigrate.dev]
   resources: [migrations]
-  verbs: [get, list, watch, patch]
+  verbs: [list, watch, patch]
 # kopf watches CRDs to learn when the Migration resource appears or changes.
 - apiGroups: [apiextensions.k8s.io]
   resources: [customresourcedefinitions]
   verbs: [list, watch]
 - apiGroups: [dbmigrate.dev]
   resources: [migrations/status]
-  verbs: [get, patch]
+  verbs: [patch]
 - apiGroups: [""]
   resources: [events]
   verbs: [create]
