@@ -8,11 +8,12 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 PYTEST_ARGS ?=
 
-.PHONY: help venv k8s-bins tools pg lint test test-unit test-integration test-dataplane generate run clean
+.PHONY: help venv k8s-bins tools pg bench bench-quick lint test test-unit test-integration test-dataplane generate run clean
 
 help:
 	@echo "make run    - start the operator against \$$KUBECONFIG's cluster, or an embedded control plane"
 	@echo "make test   - install what the tests need, lint, run every test tier"
+	@echo "make bench  - copy throughput and switchover write-interruption benchmarks"
 	@echo "make lint | test-unit | test-integration | test-dataplane | generate | k8s-bins | tools | pg"
 
 $(STAMP): pyproject.toml
@@ -34,6 +35,16 @@ tools:
 # PostgreSQL 15, 16, 17 and 18 for the dataplane tier and the benchmarks (cached).
 pg:
 	@bash hack/postgres.sh
+
+# Benchmarks (print a table, write JSON under bench/results/): copy throughput against
+# pg_dump | psql and pg_basebackup, and the switchover's write interruption under load.
+bench: venv pg
+	$(PY) bench/copy_bench.py
+	$(PY) bench/switchover_bench.py
+
+bench-quick: venv pg
+	DBMIGRATE_BENCH_MB=200 $(PY) bench/copy_bench.py
+	DBMIGRATE_BENCH_ROUNDS=5 $(PY) bench/switchover_bench.py
 
 # After changing the chart or the CRD: regenerate manifests/ and docs/api.md (tests check drift).
 generate: venv k8s-bins

@@ -72,17 +72,6 @@ def restore_db(bindir: Path | None, target: ConnInfo, indir: Path, jobs: int,
     return Command(argv, env)
 
 
-def restore_pre_data(bindir: Path | None, target: ConnInfo, indir: Path,
-                     *, maintenance_db: str) -> Command:
-    """CREATE DATABASE (with the source's properties) and the schema without indexes and
-    constraints, so that rows load fast before ``restore_data`` adds those."""
-    argv = [_bin(bindir, "pg_restore"), "--create", "--section=pre-data", "--exit-on-error",
-            f"--dbname={maintenance_db}", str(indir)]
-    env = target.db(maintenance_db).env()
-    env["PGOPTIONS"] = RESTORE_PGOPTIONS
-    return Command(argv, env)
-
-
 def restore_pre_data_script(bindir: Path | None, indir: Path, out: Path) -> Command:
     """The pre-data section (CREATE DATABASE with the source's locale, owner, ACL and settings,
     then the schema without indexes and constraints) as a SQL script: no connection needed.
@@ -91,15 +80,16 @@ def restore_pre_data_script(bindir: Path | None, indir: Path, out: Path) -> Comm
                     f"--file={out}", str(indir)])
 
 
-def psql_script(bindir: Path | None, target: ConnInfo, script: Path, dbname: str) -> Command:
-    """Run a script that may \\connect and CREATE DATABASE: no single transaction."""
+def psql_script(bindir: Path | None, target: ConnInfo, script: Path, dbname: str,
+                *, single_transaction: bool = False) -> Command:
+    """Run a SQL script, stopping at the first error."""
     env = target.db(dbname).env()
     env["PGOPTIONS"] = RESTORE_PGOPTIONS
-    return Command(
-        [_bin(bindir, "psql"), "--no-psqlrc", "--quiet", "--set=ON_ERROR_STOP=1",
-         f"--file={script}", f"--dbname={dbname}"],
-        env,
-    )
+    argv = [_bin(bindir, "psql"), "--no-psqlrc", "--quiet", "--set=ON_ERROR_STOP=1",
+            f"--file={script}", f"--dbname={dbname}"]
+    if single_transaction:
+        argv.insert(-2, "--single-transaction")
+    return Command(argv, env)
 
 
 def restore_data(bindir: Path | None, target: ConnInfo, indir: Path, dbname: str, jobs: int) -> Command:
@@ -131,15 +121,16 @@ def copy_out(bindir: Path | None, source: ConnInfo, dbname: str, snapshot: str, 
     )
 
 
-def copy_in(bindir: Path | None, target: ConnInfo, dbname: str, truncate_sql: str, copy_sql: str,
-            *, toast_compression: str | None = None) -> Command:
-    """Rows from stdin into one table, in one transaction that first empties it."""
+def copy_in(bindir: Path | None, target: ConnInfo, dbname: str, truncate_sql: str | None,
+            copy_sql: str, *, toast_compression: str | None = None) -> Command:
+    """Rows from stdin into one table, in one transaction that first empties it (a whole
+    table) or not (a piece of a table loaded side by side with its other pieces)."""
     env = target.db(dbname).env()
     env["PGOPTIONS"] = RESTORE_PGOPTIONS + (
         f" -c default_toast_compression={toast_compression}" if toast_compression else "")
+    steps = ["--command=BEGIN", f"--command={truncate_sql}"] if truncate_sql else ["--command=BEGIN"]
     return Command(
-        [_bin(bindir, "psql"), "--no-psqlrc", "--quiet", "--set=ON_ERROR_STOP=1",
-         "--command=BEGIN", f"--command={truncate_sql}", f"--command={copy_sql}",
-         "--command=COMMIT", f"--dbname={dbname}"],
+        [_bin(bindir, "psql"), "--no-psqlrc", "--quiet", "--set=ON_ERROR_STOP=1", *steps,
+         f"--command={copy_sql}", "--command=COMMIT", f"--dbname={dbname}"],
         env,
     )

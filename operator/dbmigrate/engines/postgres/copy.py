@@ -6,13 +6,19 @@ Steps:
   3. roles, memberships and role settings: the TARGET's ``pg_dumpall --roles-only`` against
      the source, made re-runnable (``roles.rewrite``), applied with psql in one transaction;
   4. each database not yet marked done: drop whatever a previous attempt left (a half-restored
-     database is redone, never merged), TARGET's ``pg_dump -Fd -j`` of the source, then the
-     pre-data section as a filtered script (CREATE DATABASE with the source's properties and
-     the schema), then ``pg_restore -j`` of data and post-data; then mark it done;
+     database is redone, never merged), then, all as of one exported source snapshot:
+     a. the TARGET's ``pg_dump -Fd`` of everything but table rows (schema, sequence values,
+        large objects, materialized view refreshes);
+     b. its pre-data section as a filtered script: CREATE DATABASE with the source's
+        properties, then the schema in one transaction (predata.py);
+     c. the rows, streamed by parallel COPY (stream.py);
+     d. ``pg_restore -j`` of data and post-data: sequences, large objects, indexes,
+        constraints, triggers, in parallel;
+     then mark it done. With ``data="dump"`` a-d are the plain ``pg_dump -Fd -j`` /
+     ``pg_restore -j`` of everything (slower: rows go through files);
   5. drop ``_dbmigrate``: the target holds exactly the source's databases.
 
-Progress: bytes and tables count restored table data (from ``pg_restore --verbose``),
-against the source's table sizes.
+Progress: bytes and tables count loaded table rows, against the source's table sizes.
 """
 
 from __future__ import annotations
@@ -35,10 +41,10 @@ from .checks import STATE_DB
 from .conninfo import ConnInfo
 from .db import connect, execute, fetch
 from .inventory import Inventory, Table, collect
-from .predata import CANDIDATES, filter_script
+from .predata import CANDIDATES, filter_script, split_create
 from .roles import rewrite
 from .runner import run
-from .stream import Snapshot, StreamTable, stream
+from .stream import CHUNK_BYTES, PIPE_BYTES, Snapshot, StreamTable, stream
 from .stream import tables as stream_tables
 from .stream_sql import pattern
 
@@ -65,6 +71,8 @@ class CopyOptions:
     # Compression of long values written by the streamed copy, if the target supports it
     # (pgserver's 16 lacks lz4: then the target's default).
     toast_compression: str | None = "lz4"
+    chunk_bytes: int = CHUNK_BYTES    # split streamed tables into pieces of this size
+    pipe_bytes: int = PIPE_BYTES      # pieces this big go through a psql pipe
 
 
 @dataclass
@@ -178,17 +186,20 @@ def copy_database(source: ConnInfo, target: ConnInfo, dbname: str, opts: CopyOpt
         shutil.rmtree(dumpdir, ignore_errors=True)
 
 
-def _restore_pre_data(target: ConnInfo, dumpdir: Path, opts: CopyOptions, unknown: set[str]) -> int:
-    """Pre-data through a filtered script when the dump holds options the target refuses
-    (predata.py), else straight with pg_restore. Returns how many options were dropped."""
+def _restore_pre_data(target: ConnInfo, dbname: str, dumpdir: Path, opts: CopyOptions,
+                      unknown: set[str]) -> int:
+    """CREATE DATABASE with the source's properties, then the schema in one transaction
+    (predata.py says why), without the column options the target refuses. Returns how many
+    options were dropped."""
     script = dumpdir / "pre-data.sql"
     run(commands.restore_pre_data_script(opts.bindir, dumpdir, script))
     text, dropped = filter_script(script.read_text(), unknown)
-    if dropped:
-        script.write_text(text)
-        run(commands.psql_script(opts.bindir, target, script, STATE_DB))
-    else:
-        run(commands.restore_pre_data(opts.bindir, target, dumpdir, maintenance_db=STATE_DB))
+    create, schema = split_create(text)
+    create_sql, schema_sql = dumpdir / "create.sql", dumpdir / "schema.sql"
+    create_sql.write_text(create)
+    schema_sql.write_text(schema)
+    run(commands.psql_script(opts.bindir, target, create_sql, STATE_DB))
+    run(commands.psql_script(opts.bindir, target, schema_sql, dbname, single_transaction=True))
     return dropped
 
 
@@ -205,7 +216,7 @@ def _copy_streamed(source: ConnInfo, target: ConnInfo, dbname: str, dumpdir: Pat
         run(commands.dump_db(opts.bindir, source, dbname, dumpdir, 1, snapshot=snap.id,
                              exclude_data=[pattern(t.schema, t.name) for t in todo]))
         t1 = time.monotonic()
-        dropped = _restore_pre_data(target, dumpdir, opts, unknown)
+        dropped = _restore_pre_data(target, dbname, dumpdir, opts, unknown)
         t2 = time.monotonic()
 
         def done(t: StreamTable) -> None:
@@ -215,7 +226,7 @@ def _copy_streamed(source: ConnInfo, target: ConnInfo, dbname: str, dumpdir: Pat
             report()
 
         stream(source, target, dbname, snap.id, todo, opts.jobs, done, bindir=opts.bindir,
-               toast_compression=toast)
+               toast_compression=toast, chunk_bytes=opts.chunk_bytes, pipe_bytes=opts.pipe_bytes)
     t3 = time.monotonic()
     run(commands.restore_data(opts.bindir, target, dumpdir, dbname, opts.jobs))
     log.info("copied %s: schema dump %.1fs, pre-data %.1fs (%d options dropped), rows %.1fs, "
@@ -240,7 +251,7 @@ def _copy_dumped(source: ConnInfo, target: ConnInfo, dbname: str, dumpdir: Path,
         run(commands.restore_db(opts.bindir, target, dumpdir, opts.jobs,
                                 maintenance_db=STATE_DB), on_restore)
     else:
-        _restore_pre_data(target, dumpdir, opts, unknown)
+        _restore_pre_data(target, dbname, dumpdir, opts, unknown)
         run(commands.restore_data(opts.bindir, target, dumpdir, dbname, opts.jobs), on_restore)
     log.info("copied %s: dump %.1fs, restore %.1fs (%d column options dropped)", dbname,
              t1 - t0, time.monotonic() - t1, dropped)

@@ -1,4 +1,12 @@
-"""Filter the pre-data script for options the target refuses.
+"""Prepare the pre-data script (``pg_restore --create --section=pre-data -f``) for the target.
+
+``split_create``: the script creates the database, then ``\\connect``s to it. The part after
+the connect (the whole schema) runs in ONE transaction: thousands of CREATE TABLE / ALTER
+... OWNER statements as separate commits took 13 s against 8.6 s for 2000 small tables (and
+each commit waits for the disk on a durable server); CREATE DATABASE cannot be in a transaction
+block, so it runs on its own.
+
+``filter_script``: options the target refuses.
 
 Debian's 17.12 stores an attribute option ``pg_attver=<n>`` on every column; a newer pg_dump
 faithfully dumps it as ``ALTER TABLE ONLY t ALTER COLUMN c SET (pg_attver=<n>);`` and
@@ -33,3 +41,16 @@ def filter_script(script: str, drop: set[str]) -> tuple[str, int]:
             line = m.group(1) + ", ".join(kept) + m.group(3)
         out.append(line)
     return "\n".join(out), dropped
+
+
+def split_create(script: str) -> tuple[str, str]:
+    """(statements before the first ``\\connect``, statements after it). The second part
+    loses every ``\\connect``: all of them reconnect to the same new database (16's pg_restore
+    writes a second one after the database's properties), and a reconnect would silently
+    end the single transaction, dropping what came before it."""
+    lines = script.split("\n")
+    for i, line in enumerate(lines):
+        if line.startswith("\\connect "):
+            rest = [x for x in lines[i + 1:] if not x.startswith("\\connect ")]
+            return "\n".join(lines[:i]) + "\n", "\n".join(rest)
+    return script, ""

@@ -1,12 +1,19 @@
 """Stream table rows from source to target with parallel COPY, all in one source snapshot.
 
 Why not pg_dump's data files: writing every row to disk and reading it back costs as much as
-the load itself, and pg_restore cannot start before pg_dump ends. Here each worker pipes
-``COPY ... TO STDOUT`` into ``COPY ... FROM STDIN`` (a psql pipe for big tables) (binary when every column type is built
-in, else text - the same text pg_dump would write), biggest tables first. Each table is
-loaded in one target transaction that first truncates it: a re-run never merges rows, and on a
-``wal_level=minimal`` target the load skips WAL. The schema, sequences, large objects,
-indexes and constraints still come from the target's pg_dump/pg_restore (see copy.py).
+the load itself, and pg_restore cannot start before pg_dump ends. Here workers pipe
+``COPY ... TO STDOUT`` into ``COPY ... FROM STDIN``, biggest tables first: binary when every
+column type is built in, else text (the same text pg_dump would write); big pieces through
+a pipe between two psql processes, small tables through this process.
+
+A table loaded whole is loaded in one target transaction that first truncates it, so the rows
+can be written frozen and, on a ``wal_level=minimal`` target, without WAL. A table too big for
+one worker is split into block ranges (``ctid``) loaded side by side, which rules out the
+truncate (its lock would serialise them): the database was created empty by this copy, and a
+failed copy drops it, so nothing is ever merged either way.
+
+The schema, sequences, large objects, indexes and constraints come from the target's
+pg_dump/pg_restore (copy.py).
 """
 
 from __future__ import annotations
@@ -30,9 +37,12 @@ from .db import connect, fetch
 
 log = logging.getLogger(__name__)
 
-# Tables at least this big go through a psql pipe, smaller ones through this process (a
-# process pair per table would cost more than it saves on thousands of small tables).
+# Pieces at least this big go through a psql pipe (about 3x faster than relaying CopyData
+# messages in Python); smaller ones through this process (a process pair per table would cost
+# more than it saves on thousands of small tables).
 PIPE_BYTES = 4 * 1024 * 1024
+# Tables at least twice this big are split into pieces of about this size (at most one per job).
+CHUNK_BYTES = 32 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -40,8 +50,27 @@ class StreamTable:
     schema: str
     name: str
     bytes: int
+    blocks: int
     columns: list[str]
     binary: bool
+
+
+@dataclass(frozen=True)
+class Piece:
+    table: StreamTable
+    first_block: int | None = None   # None, None: the whole table
+    end_block: int | None = None     # None after first_block: to the end
+
+    @property
+    def whole(self) -> bool:
+        return self.first_block is None
+
+    @property
+    def bytes(self) -> int:
+        if self.whole or not self.table.blocks:
+            return self.table.bytes
+        end = self.table.blocks if self.end_block is None else self.end_block
+        return self.table.bytes * (end - (self.first_block or 0)) // self.table.blocks
 
 
 def tables(source: ConnInfo, dbname: str, snapshot: str) -> list[StreamTable]:
@@ -49,6 +78,21 @@ def tables(source: ConnInfo, dbname: str, snapshot: str) -> list[StreamTable]:
         conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
         conn.execute(q.set_snapshot(snapshot))
         return [StreamTable(**r) for r in fetch(conn, q.TABLES)]
+
+
+def plan(todo: list[StreamTable], jobs: int, chunk_bytes: int = CHUNK_BYTES) -> list[Piece]:
+    """Pieces, biggest first. The last piece of a split table is open-ended, so rows in
+    blocks beyond the planned count are never missed."""
+    pieces: list[Piece] = []
+    for t in todo:
+        n = min(jobs, t.bytes // chunk_bytes, t.blocks)
+        if n < 2:
+            pieces.append(Piece(t))
+            continue
+        bounds = [t.blocks * i // n for i in range(n)]
+        for i, first in enumerate(bounds):
+            pieces.append(Piece(t, first, bounds[i + 1] if i + 1 < n else None))
+    return sorted(pieces, key=lambda p: p.bytes, reverse=True)
 
 
 class Snapshot:
@@ -71,25 +115,32 @@ class Snapshot:
         self.close()
 
 
-def _copy_one(src: psycopg.Connection[tuple[object, ...]], tgt: psycopg.Connection[tuple[object, ...]],
-              t: StreamTable) -> None:
-    """Small tables: relay through this process. No TRUNCATE/FREEZE: the database was created
-    empty by this copy, and for a few rows a new relation file would cost more than WAL."""
+def _sql(p: Piece, truncate: bool) -> tuple[str, str | None, str]:
+    """(copy out, truncate or None, copy in) statements for a piece; with ``truncate`` the
+    load empties the table first and writes the rows frozen."""
+    t = p.table
+    out = q.copy_out(t.schema, t.name, t.columns, t.binary, p.first_block, p.end_block)
+    trunc = q.truncate(t.schema, t.name).as_string(None) if truncate else None
+    inn = q.copy_in(t.schema, t.name, t.columns, t.binary, freeze=truncate)
+    return out.as_string(None), trunc, inn.as_string(None)
+
+
+def _copy_in_process(src: psycopg.Connection[tuple[object, ...]],
+                     tgt: psycopg.Connection[tuple[object, ...]], p: Piece) -> None:
+    """Small tables: no truncate, for a few rows a new relation file costs more than the
+    WAL it saves."""
+    out, _, inn = _sql(p, truncate=False)
     with tgt.transaction(), tgt.cursor() as tcur, src.cursor() as scur, \
-            tcur.copy(q.copy_in(t.schema, t.name, t.columns, t.binary, freeze=False)) as cin, \
-            scur.copy(q.copy_out(t.schema, t.name, t.columns, t.binary)) as cout:
+            tcur.copy(inn.encode()) as cin, scur.copy(out.encode()) as cout:
         for chunk in cout:
             cin.write(chunk)
 
 
-def _copy_piped(source: ConnInfo, target: ConnInfo, dbname: str, snapshot: str, t: StreamTable,
+def _copy_piped(source: ConnInfo, target: ConnInfo, dbname: str, snapshot: str, p: Piece,
                 bindir: Path | None, toast_compression: str | None) -> None:
-    """Big tables: two psql processes joined by a pipe, so no row passes through Python
-    (about 3x faster than relaying CopyData messages one by one)."""
-    out = commands.copy_out(bindir, source, dbname, snapshot,
-                            q.copy_out(t.schema, t.name, t.columns, t.binary).as_string(None))
-    inn = commands.copy_in(bindir, target, dbname, q.truncate(t.schema, t.name).as_string(None),
-                           q.copy_in(t.schema, t.name, t.columns, t.binary).as_string(None),
+    out_sql, truncate, in_sql = _sql(p, truncate=p.whole)
+    out = commands.copy_out(bindir, source, dbname, snapshot, out_sql)
+    inn = commands.copy_in(bindir, target, dbname, truncate, in_sql,
                            toast_compression=toast_compression)
     base = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TZ")}
     with subprocess.Popen(out.argv, env={**base, **out.env}, stdout=subprocess.PIPE,
@@ -101,23 +152,29 @@ def _copy_piped(source: ConnInfo, target: ConnInfo, dbname: str, snapshot: str, 
         err1 = p1.stderr.read().decode(errors="replace") if p1.stderr else ""
         code1 = p1.wait()
     if code1 or p2.returncode:
-        raise RuntimeError(f"copy of {t.schema}.{t.name} failed: {err1.strip()} {p2.stderr.strip()}")
+        raise RuntimeError(f"copy of {p.table.schema}.{p.table.name} failed: {err1.strip()} "
+                           f"{p2.stderr.strip()}")
 
 
 def stream(source: ConnInfo, target: ConnInfo, dbname: str, snapshot: str, todo: list[StreamTable],
            jobs: int, on_done: Callable[[StreamTable], None], *, bindir: Path | None = None,
-           pipe_bytes: int = PIPE_BYTES, toast_compression: str | None = None) -> None:
-    """Copy ``todo`` with ``jobs`` workers; ``on_done`` runs (serialised) after each table.
-    ``toast_compression``: how the target compresses long values of columns without a
-    compression of their own (lz4 is several times faster than the default pglz).
+           toast_compression: str | None = None, chunk_bytes: int = CHUNK_BYTES,
+           pipe_bytes: int = PIPE_BYTES) -> None:
+    """Copy ``todo`` with ``jobs`` workers; ``on_done`` runs (serialised) once per table, when
+    its last piece is in. ``toast_compression``: how the target compresses long values of
+    columns without a compression of their own (lz4 is several times faster than pglz).
     The first worker error stops the others and is raised."""
-    opts = "-c synchronous_commit=off" + (
-        f" -c default_toast_compression={toast_compression}" if toast_compression else "")
-    work: queue.Queue[StreamTable] = queue.Queue()
-    for t in todo:
-        work.put(t)
+    pieces = plan(todo, jobs, chunk_bytes)
+    work: queue.Queue[Piece] = queue.Queue()
+    for p in pieces:
+        work.put(p)
+    left = {(t.schema, t.name): 0 for t in todo}
+    for p in pieces:
+        left[(p.table.schema, p.table.name)] += 1
     lock = threading.Lock()
     errors: list[BaseException] = []
+    opts = "-c synchronous_commit=off" + (
+        f" -c default_toast_compression={toast_compression}" if toast_compression else "")
 
     def worker() -> None:
         try:
@@ -128,18 +185,22 @@ def stream(source: ConnInfo, target: ConnInfo, dbname: str, snapshot: str, todo:
                 src.execute(q.set_snapshot(snapshot))
                 while not errors:
                     try:
-                        t = work.get_nowait()
+                        p = work.get_nowait()
                     except queue.Empty:
                         return
                     t0 = time.monotonic()
-                    if t.bytes >= pipe_bytes:
-                        _copy_piped(source, target, dbname, snapshot, t, bindir, toast_compression)
+                    if p.bytes >= pipe_bytes:
+                        _copy_piped(source, target, dbname, snapshot, p, bindir, toast_compression)
                     else:
-                        _copy_one(src, tgt, t)
-                    log.debug("copied %s.%s (%d bytes) in %.2fs", t.schema, t.name, t.bytes,
+                        _copy_in_process(src, tgt, p)
+                    log.debug("copied %s.%s blocks %s-%s (%d bytes) in %.2fs", p.table.schema,
+                              p.table.name, p.first_block, p.end_block, p.bytes,
                               time.monotonic() - t0)
                     with lock:
-                        on_done(t)
+                        key = (p.table.schema, p.table.name)
+                        left[key] -= 1
+                        if left[key] == 0:
+                            on_done(p.table)
         except BaseException as e:  # handed to the caller below
             errors.append(e)
 

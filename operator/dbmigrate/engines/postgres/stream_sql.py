@@ -12,6 +12,7 @@ EXPORT_SNAPSHOT = "SELECT pg_export_snapshot() AS snapshot"
 # types' OIDs differ between servers, and binary COPY of arrays/composites embeds them.
 TABLES = """
 SELECT n.nspname AS schema, c.relname AS name, pg_table_size(c.oid) AS bytes,
+       (pg_relation_size(c.oid) / current_setting('block_size')::int)::bigint AS blocks,
        array_agg(a.attname::text ORDER BY a.attnum) AS columns,
        bool_and(a.atttypid < 16384) AS binary
 FROM pg_class c
@@ -31,10 +32,17 @@ def _fmt(binary: bool) -> sql.SQL:
     return sql.SQL("binary" if binary else "text")
 
 
-def copy_out(schema: str, name: str, columns: list[str], binary: bool) -> sql.Composed:
+def copy_out(schema: str, name: str, columns: list[str], binary: bool,
+             first_block: int | None = None, end_block: int | None = None) -> sql.Composed:
+    """All rows, or those in heap blocks [first_block, end_block) (a TID range scan)."""
     cols = sql.SQL(", ").join(sql.Identifier(c) for c in columns)
-    return sql.SQL("COPY (SELECT {} FROM ONLY {}) TO STDOUT (FORMAT {})").format(
-        cols, sql.Identifier(schema, name), _fmt(binary))
+    where: sql.Composable = sql.SQL("")
+    if first_block is not None:
+        where = sql.SQL(" WHERE ctid >= {}::tid").format(sql.Literal(f"({first_block},0)"))
+        if end_block is not None:
+            where += sql.SQL(" AND ctid < {}::tid").format(sql.Literal(f"({end_block},0)"))
+    return sql.SQL("COPY (SELECT {} FROM ONLY {}{}) TO STDOUT (FORMAT {})").format(
+        cols, sql.Identifier(schema, name), where, _fmt(binary))
 
 
 def truncate(schema: str, name: str) -> sql.Composed:

@@ -1,0 +1,178 @@
+"""Copy throughput, 15 -> 18: dbmigrate's snapshot copy vs `pg_dump | psql` (same 18 binaries)
+vs `pg_basebackup` of the same source (the physical copy: the practical limit).
+
+Steps: generate the source database (a few wide indexed tables, thousands of small tables, a
+big table with TOAST data; size DBMIGRATE_BENCH_MB, default 1024); then, each against a fresh
+18 target with identical settings, time each method; print a table, write JSON.
+
+    .venv/bin/python bench/copy_bench.py           # ~1 GB
+    DBMIGRATE_BENCH_MB=200 .venv/bin/python bench/copy_bench.py   # quick
+    DBMIGRATE_BENCH_REPEAT=3 ...   # each method 3 times, interleaved; the best run counts
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from common import BENCH_SETTINGS, log, table, write_result
+
+from dbmigrate.engines.postgres.copy import CopyOptions, snapshot_copy
+from dbmigrate.engines.postgres.verify import VerifyOptions, verify
+from pgtools import PgServer, start_server
+
+MB = int(os.environ.get("DBMIGRATE_BENCH_MB", "1024"))
+REPEAT = int(os.environ.get("DBMIGRATE_BENCH_REPEAT", "1"))
+JOBS = int(os.environ.get("DBMIGRATE_BENCH_JOBS", str(2 * (os.cpu_count() or 1))))
+DB = "bench"
+
+
+def generate(src: PgServer) -> None:
+    """~45% wide indexed tables, ~45% TOASTed documents, ~10% in thousands of small tables."""
+    src.execute(f"CREATE DATABASE {DB}")
+    wide_rows = int(MB * 0.45 * 1024 * 1024 / 3 / 300)   # ~300 bytes per row with indexes
+    docs = int(MB * 0.45 * 1024 * 1024 / 6500)            # ~6.4 kB of incompressible text each
+    small = max(100, int(2000 * MB / 1024))
+    for i in range(3):
+        src.execute(f"""
+CREATE TABLE wide{i} (id bigint PRIMARY KEY, a int, b int, c bigint, d numeric(12,2), e text,
+    f text, g timestamptz, h date, k boolean, m double precision, n jsonb);
+INSERT INTO wide{i} SELECT g, g % 1000, (g * 7) % 100000, g * 13, (g % 100000) / 7.0,
+    md5(g::text), 'name ' || (g % 5000), '2026-01-01'::timestamptz + g * interval '1 second',
+    DATE '2026-01-01' + g % 365, g % 2 = 0, g / 3.0, jsonb_build_object('g', g)
+FROM generate_series(1, {wide_rows}) g;
+CREATE INDEX wide{i}_a ON wide{i} (a, b);
+CREATE INDEX wide{i}_e ON wide{i} (e);""", DB)
+        log(f"wide{i}: {wide_rows} rows")
+    src.execute(f"""
+CREATE TABLE docs (id int PRIMARY KEY, title text, body text);
+INSERT INTO docs SELECT g, 'doc ' || g,
+    (SELECT string_agg(md5(random()::text || g || s), '') FROM generate_series(1, 200) s)
+FROM generate_series(1, {docs}) g;""", DB)
+    log(f"docs: {docs} TOASTed rows")
+    src.execute("CREATE SCHEMA small", DB)
+    stmts = "".join(
+        f"CREATE TABLE small.t{i} (id int PRIMARY KEY, v text); "
+        f"INSERT INTO small.t{i} SELECT g, 'v' || g FROM generate_series(1, 20) g; "
+        for i in range(small))
+    src.execute(stmts, DB)
+    log(f"small: {small} tables")
+    src.execute("VACUUM ANALYZE", DB)
+
+
+# Every target gets the same settings. wal_level=minimal: a copy target (the test-mode server,
+# or the new server of the offline strategy before it goes live) needs no WAL for replicas
+# during the load; every method runs against an identical server.
+TARGET_SETTINGS = {**BENCH_SETTINGS, "wal_level": "minimal", "max_wal_senders": "0",
+                   "max_replication_slots": "0"}
+
+
+def fresh_target() -> PgServer:
+    return start_server(18, TARGET_SETTINGS)
+
+
+def run_ours(src: PgServer, work: Path, data: str) -> tuple[float, PgServer]:
+    tgt = fresh_target()
+    t0 = time.monotonic()
+    snapshot_copy(src.ci(), tgt.ci(), CopyOptions(workdir=work / "ours", bindir=tgt.bindir, jobs=JOBS,
+                                                  data=data))
+    return time.monotonic() - t0, tgt
+
+
+def run_dump_psql(src: PgServer) -> tuple[float, PgServer]:
+    tgt = fresh_target()
+    b = tgt.bindir
+    t0 = time.monotonic()
+    # The textbook one-liner, with the target's binaries: create the database, pipe the dump.
+    env = {"PGPASSWORD": src.password, "PATH": "/usr/bin:/bin"}
+    pipeline = (f'"{b}/pg_dump" --create -h {src.host} -p {src.port} -U {src.user} {DB} | '
+                f'"{b}/psql" -X -q -v ON_ERROR_STOP=1 -h {tgt.host} -p {tgt.port} -U {tgt.user} '
+                f'-d postgres >/dev/null')
+    subprocess.run(pipeline, shell=True, check=True, env=env)  # noqa: S602 - the pipe is the point
+    return time.monotonic() - t0, tgt
+
+
+def run_basebackup(src: PgServer, work: Path) -> tuple[float, int]:
+    out = work / "basebackup"
+    t0 = time.monotonic()
+    subprocess.run([str(src.bindir / "pg_basebackup"), "-h", src.host, "-p", str(src.port),
+                    "-U", src.user, "-D", str(out), "-X", "stream", "-c", "fast", "--no-sync"],
+                   check=True, env={"PGPASSWORD": src.password, "PATH": "/usr/bin:/bin"})
+    seconds = time.monotonic() - t0
+    size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
+    shutil.rmtree(out)
+    return seconds, size
+
+
+def main() -> None:
+    work = Path(tempfile.mkdtemp(prefix="dbmigrate-bench-"))
+    src = start_server(15, BENCH_SETTINGS)
+    try:
+        log(f"generating ~{MB} MB")
+        generate(src)
+        db_bytes = int(str(src.scalar(f"SELECT pg_database_size('{DB}')")))
+        all_bytes = int(str(src.scalar("SELECT sum(pg_database_size(oid)) FROM pg_database")))
+        log(f"database {db_bytes / 2**20:.0f} MB, cluster {all_bytes / 2**20:.0f} MB")
+        src.execute("CHECKPOINT")
+
+        # Each method REPEAT times, interleaved; the best run of each counts (on a shared
+        # machine the best is the one least disturbed by others).
+        runs: dict[str, list[float]] = {"ours": [], "dump": [], "naive": [], "base": []}
+        clean = True
+        for r in range(REPEAT):
+            log(f"[{r + 1}/{REPEAT}] dbmigrate snapshot copy (rows streamed)")
+            s, tgt = run_ours(src, work, "stream")
+            runs["ours"].append(s)
+            clean = clean and verify(src.ci(), tgt.ci(), VerifyOptions(checksum_rows=100_000)).clean
+            tgt.stop()
+            log(f"[{r + 1}/{REPEAT}] dbmigrate snapshot copy (pg_dump -Fd -j / pg_restore -j only)")
+            s, tgt = run_ours(src, work, "dump")
+            runs["dump"].append(s)
+            clean = clean and verify(src.ci(), tgt.ci(), VerifyOptions(checksum_rows=100_000)).clean
+            tgt.stop()
+            log(f"[{r + 1}/{REPEAT}] pg_dump | psql")
+            s, tgt = run_dump_psql(src)
+            runs["naive"].append(s)
+            tgt.stop()
+            log(f"[{r + 1}/{REPEAT}] pg_basebackup")
+            s, base_bytes = run_basebackup(src, work)
+            runs["base"].append(s)
+        ours_s, dump_s, naive_s, base_s = (min(runs[k]) for k in ("ours", "dump", "naive", "base"))
+    finally:
+        src.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+    mbps = {"dbmigrate": db_bytes / 2**20 / ours_s, "dbmigrate_dump": db_bytes / 2**20 / dump_s,
+            "pg_dump | psql": db_bytes / 2**20 / naive_s, "pg_basebackup": base_bytes / 2**20 / base_s}
+    rows = [["method", "seconds", "MB", "MB/s"],
+            ["dbmigrate (default: rows streamed)", f"{ours_s:.1f}", f"{db_bytes / 2**20:.0f}",
+             f"{mbps['dbmigrate']:.1f}"],
+            ["dbmigrate data=dump (pg_dump -Fd -j, pg_restore -j)", f"{dump_s:.1f}",
+             f"{db_bytes / 2**20:.0f}", f"{mbps['dbmigrate_dump']:.1f}"],
+            ["pg_dump | psql", f"{naive_s:.1f}", f"{db_bytes / 2**20:.0f}", f"{mbps['pg_dump | psql']:.1f}"],
+            ["pg_basebackup (whole cluster)", f"{base_s:.1f}", f"{base_bytes / 2**20:.0f}",
+             f"{mbps['pg_basebackup']:.1f}"]]
+    r_naive = mbps["dbmigrate"] / mbps["pg_dump | psql"]
+    r_base = mbps["dbmigrate"] / mbps["pg_basebackup"]
+    print(table(rows))
+    print(f"dbmigrate / pg_dump|psql = {r_naive:.2f}x (target >= 2.0)   "
+          f"dbmigrate / pg_basebackup = {r_base:.2f}x (target >= 0.5)   "
+          f"verification clean: {clean}   jobs={JOBS}   load average {os.getloadavg()[0]:.1f}")
+    path = write_result("copy", {
+        "size_mb_requested": MB, "database_bytes": db_bytes, "jobs": JOBS,
+        "seconds": {"dbmigrate": ours_s, "dbmigrate_dump": dump_s, "pg_dump_psql": naive_s,
+                    "pg_basebackup": base_s},
+        "load_average": os.getloadavg(),
+        "mb_per_s": mbps, "ratio_vs_pg_dump_psql": r_naive, "ratio_vs_pg_basebackup": r_base,
+        "targets": {"ratio_vs_pg_dump_psql": 2.0, "ratio_vs_pg_basebackup": 0.5},
+        "verification_clean": clean, "all_runs_seconds": runs, "repeat": REPEAT,
+    })
+    log(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,131 @@
+"""Online switchover primitives on real servers: replicate, fence, catch up, switch, clean up,
+and the abort paths that must leave the source exactly as it was."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import psycopg
+import pytest
+
+import realistic
+from dbmigrate.engines.postgres import logical
+from dbmigrate.engines.postgres.copy import CopyOptions, snapshot_copy
+from dbmigrate.engines.postgres.logical import Names
+from dbmigrate.engines.postgres.verify import verify
+from pgtools import PgServer, StartServer, fingerprint
+
+DBS = list(realistic.DATABASES)
+
+
+def _schema_copy(src: PgServer, tgt: PgServer, tmp_path: Path) -> None:
+    snapshot_copy(src.ci(), tgt.ci(), CopyOptions(workdir=tmp_path / "w", bindir=tgt.bindir,
+                                                  jobs=2, schema_only=True))
+
+
+def _start_all(src: PgServer, tgt: PgServer) -> list[Names]:
+    names = [Names(db) for db in DBS]
+    for n in names:
+        logical.start(src.ci(), tgt.ci(), n)
+    for n in names:
+        logical.wait_until(lambda n=n: logical.initial_sync_done(tgt.ci(), n), 60, "initial sync")
+    return names
+
+
+def test_replicate_fence_and_switch(pg_factory: StartServer, tmp_path: Path) -> None:
+    src, tgt = pg_factory(15), pg_factory(18)
+    realistic.load(src, logical_ready=True)
+    _schema_copy(src, tgt, tmp_path)
+    assert tgt.scalar("SELECT count(*) FROM sales.orders", "shop") == 0  # schema only
+    names = _start_all(src, tgt)
+    shop = next(n for n in names if n.dbname == "shop")
+    assert tgt.scalar("SELECT count(*) FROM sales.orders", "shop") == 2000
+
+    # Changes after the initial copy stream over, lag is measured and drains.
+    tgt.execute(f"ALTER SUBSCRIPTION {shop.subscription} DISABLE", "shop")
+    src.execute("INSERT INTO sales.orders (customer_id, placed) SELECT 1, '2026-02-02' "
+                "FROM generate_series(1, 500); UPDATE sales.customers SET name = 'Ünïcode' WHERE id = 3;"
+                "DELETE FROM sales.orders WHERE id = 5", "shop")
+    assert logical.lag(src.ci(), shop).bytes > 0
+    tgt.execute(f"ALTER SUBSCRIPTION {shop.subscription} ENABLE", "shop")
+    logical.wait_until(lambda: logical.lag(src.ci(), shop).bytes == 0, 30, "lag to drain")
+
+    # An application session that is open at the fence gets ended; new ones are read-only.
+    app = src.connect("shop")
+    repointed: list[bool] = []
+    result = logical.switchover(src.ci(), tgt.ci(), names, lambda: repointed.append(True),
+                                max_write_downtime=10)
+    assert repointed == [True]
+    assert result.fence_seconds < 5
+    with pytest.raises(psycopg.OperationalError):
+        app.execute("SELECT 1")
+    with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+        src.execute("INSERT INTO sales.orders (customer_id, placed) VALUES (1, '2026-03-03')", "shop")
+
+    # Both sides hold the same data, sequences included; replication objects are gone.
+    diff = verify(src.ci(), tgt.ci())
+    assert diff.clean, diff.summary(20)
+    assert src.scalar("SELECT count(*) FROM pg_replication_slots") == 0
+    for db in DBS:
+        assert src.scalar("SELECT count(*) FROM pg_publication", db) == 0
+        assert tgt.scalar("SELECT count(*) FROM pg_subscription", db) == 0
+    # The target takes writes, and new ids continue after the source's.
+    new_id = tgt.scalar("INSERT INTO sales.orders (customer_id, placed) VALUES (1, '2026-03-03') "
+                        "RETURNING id", "shop")
+    assert int(str(new_id)) > int(str(src.scalar("SELECT max(id) FROM sales.orders", "shop")))
+    assert tgt.scalar("SELECT count(*) > 0 FROM sales.daily", "shop") is True
+
+
+def test_failure_before_fence_leaves_source_exactly_as_it_was(pg_factory: StartServer,
+                                                               tmp_path: Path) -> None:
+    src, tgt = pg_factory(15), pg_factory(17)
+    realistic.load(src, logical_ready=True, extensions=False)
+    before = fingerprint(src)
+    _schema_copy(src, tgt, tmp_path)
+    # Replication runs for two databases; the third cannot start (its target database is gone).
+    names = [Names(db) for db in DBS]
+    logical.start(src.ci(), tgt.ci(), names[0])
+    logical.start(src.ci(), tgt.ci(), names[1])
+    tgt.execute(f'DROP DATABASE "{names[2].dbname}"')
+    with pytest.raises(psycopg.OperationalError):
+        logical.start(src.ci(), tgt.ci(), names[2])
+    assert fingerprint(src) != before  # publications and slots exist now
+    # Abort path: clean up everything (twice: it must be idempotent).
+    for _ in range(2):
+        for n in names:
+            logical.cleanup(src.ci(), tgt.ci(), n)
+    assert fingerprint(src) == before
+
+
+def test_catch_up_timeout_unfences(pg_factory: StartServer, tmp_path: Path) -> None:
+    src, tgt = pg_factory(16), pg_factory(18)
+    realistic.load(src, logical_ready=True, extensions=False)
+    _schema_copy(src, tgt, tmp_path)
+    names = _start_all(src, tgt)
+    before = fingerprint(src)
+    # The target stops applying: the fence LSN can never be confirmed.
+    shop = next(n for n in names if n.dbname == "shop")
+    tgt.execute(f"ALTER SUBSCRIPTION {shop.subscription} DISABLE", "shop")
+    src.execute("INSERT INTO public.notes (body) VALUES ('late')")
+    before = fingerprint(src)
+    with pytest.raises(logical.SwitchoverAborted):
+        logical.switchover(src.ci(), tgt.ci(), names, lambda: pytest.fail("repointed"),
+                           max_write_downtime=1.5)
+    assert fingerprint(src) == before
+    src.execute("INSERT INTO sales.orders (customer_id, placed) VALUES (1, '2026-03-03')", "shop")
+    for n in names:
+        logical.cleanup(src.ci(), tgt.ci(), n)
+    assert src.scalar("SELECT count(*) FROM pg_replication_slots") == 0
+
+
+def test_fence_restores_a_previous_setting(pg_factory: StartServer) -> None:
+    src = pg_factory(15)
+    src.execute("ALTER SYSTEM SET default_transaction_read_only = off")
+    src.execute("SELECT pg_reload_conf()")
+    before = fingerprint(src)
+    state = logical.fence(src.ci(), grace=0.1)
+    assert state.previous == "off"
+    with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+        src.execute("CREATE TABLE t (x int)")
+    logical.unfence(src.ci(), state)
+    assert fingerprint(src) == before

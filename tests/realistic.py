@@ -1,0 +1,137 @@
+"""A realistic source fixture: several databases and schemas, roles with grants, sequences and
+identity columns, views and materialized views, functions and triggers, partitioned tables,
+enums, domains, composite types, arrays, jsonb, large objects, comments, non-ASCII text, and
+(when the servers ship contrib) the hstore and pgcrypto extensions.
+
+``load(server, rows=..., extensions=...)`` builds it; names are fixed so tests can poke at them.
+"""
+
+from __future__ import annotations
+
+from pgtools import PgServer
+
+GLOBAL = """
+CREATE ROLE app_owner LOGIN PASSWORD 'owner-pw';
+CREATE ROLE app_reader NOLOGIN;
+CREATE ROLE app_writer NOLOGIN IN ROLE app_reader;
+CREATE ROLE alice LOGIN PASSWORD 'alice-pw' IN ROLE app_reader;
+CREATE ROLE "Bob Émile" LOGIN PASSWORD 'bob-pw' CONNECTION LIMIT 5;
+GRANT app_writer TO "Bob Émile";
+ALTER ROLE alice SET statement_timeout = '30s';
+CREATE DATABASE shop OWNER app_owner;
+CREATE DATABASE "analytics ü";
+COMMENT ON DATABASE shop IS 'the shop – Laden';
+ALTER DATABASE shop SET work_mem = '8MB';
+REVOKE CONNECT ON DATABASE "analytics ü" FROM PUBLIC;
+GRANT CONNECT ON DATABASE "analytics ü" TO alice;
+"""
+
+SHOP = """
+CREATE SCHEMA sales AUTHORIZATION app_owner;
+CREATE SCHEMA inventory;
+CREATE TYPE sales.status AS ENUM ('new', 'paid', 'shipped', 'délivré');
+CREATE DOMAIN sales.email AS text CHECK (VALUE ~ '@');
+CREATE TYPE inventory.dims AS (w numeric, h numeric);
+CREATE SEQUENCE sales.invoice_no START 1000;
+CREATE TABLE sales.customers (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    email sales.email UNIQUE NOT NULL,
+    name text NOT NULL,
+    tags text[],
+    prefs jsonb NOT NULL DEFAULT '{}',
+    created timestamptz NOT NULL DEFAULT '2026-01-01 00:00+00');
+CREATE TABLE sales.orders (
+    id bigserial PRIMARY KEY,
+    customer_id bigint NOT NULL REFERENCES sales.customers,
+    status sales.status NOT NULL DEFAULT 'new',
+    total numeric(12, 2) CHECK (total >= 0),
+    placed date NOT NULL,
+    invoice int NOT NULL DEFAULT nextval('sales.invoice_no'));
+CREATE INDEX orders_placed ON sales.orders (placed);
+CREATE TABLE sales.events (id bigint NOT NULL, at date NOT NULL, payload jsonb,
+                           PRIMARY KEY (id, at)) PARTITION BY RANGE (at);
+CREATE TABLE sales.events_2025 PARTITION OF sales.events FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');
+CREATE TABLE sales.events_2026 PARTITION OF sales.events FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');
+CREATE TABLE inventory.items (sku text PRIMARY KEY, descr text, dims inventory.dims, photo oid);
+CREATE FUNCTION sales.fill_total() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN NEW.total := coalesce(NEW.total, 0); RETURN NEW; END $$;
+CREATE TRIGGER orders_fill_total BEFORE INSERT ON sales.orders
+    FOR EACH ROW EXECUTE FUNCTION sales.fill_total();
+CREATE FUNCTION sales.customer_count() RETURNS bigint LANGUAGE sql STABLE
+    AS 'SELECT count(*) FROM sales.customers';
+CREATE VIEW sales.order_totals AS
+    SELECT customer_id, sum(total) AS total, count(*) AS n FROM sales.orders GROUP BY customer_id;
+CREATE MATERIALIZED VIEW sales.daily AS SELECT placed, count(*) AS n FROM sales.orders GROUP BY placed;
+CREATE UNIQUE INDEX daily_placed ON sales.daily (placed);
+COMMENT ON TABLE sales.orders IS 'Bestellungen – orders 注文';
+COMMENT ON COLUMN sales.customers.tags IS 'free tags';
+GRANT USAGE ON SCHEMA sales TO app_reader;
+GRANT SELECT ON ALL TABLES IN SCHEMA sales TO app_reader;
+GRANT INSERT, UPDATE ON sales.orders TO app_writer;
+GRANT USAGE ON SEQUENCE sales.orders_id_seq, sales.invoice_no TO app_writer;
+ALTER DEFAULT PRIVILEGES FOR ROLE app_owner IN SCHEMA sales GRANT SELECT ON TABLES TO app_reader;
+ALTER TABLE sales.customers OWNER TO app_owner;
+INSERT INTO sales.customers (email, name, tags, prefs)
+SELECT 'user' || g || '@example.com',
+       (ARRAY['Zoë', '東京', 'Ελένη', 'Ødegård', 'plain'])[1 + g % 5] || ' ' || g,
+       ARRAY['t' || g % 7, 'ü'], jsonb_build_object('n', g, 'nested', jsonb_build_object('ok', g % 2 = 0))
+FROM generate_series(1, {rows}) g;
+INSERT INTO sales.orders (customer_id, status, total, placed)
+SELECT 1 + g % {rows}, (ARRAY['new', 'paid', 'shipped', 'délivré'])[1 + g % 4]::sales.status,
+       CASE WHEN g % 10 = 0 THEN NULL ELSE g * 1.25 END, DATE '2026-01-01' + g % 300
+FROM generate_series(1, {rows} * 2) g;
+INSERT INTO sales.events SELECT g, DATE '2025-06-01' + g % 400, jsonb_build_object('k', g)
+FROM generate_series(1, {rows}) g;
+REFRESH MATERIALIZED VIEW sales.daily;
+INSERT INTO inventory.items
+SELECT 'SKU-' || g, 'Artikel № ' || g, ROW(g, g * 2)::inventory.dims,
+       CASE WHEN g <= 3 THEN lo_from_bytea(0, convert_to('große Datei ' || g, 'UTF8')) END
+FROM generate_series(1, 50) g;
+"""
+
+SHOP_EXTENSIONS = """
+CREATE EXTENSION hstore;
+ALTER TABLE inventory.items ADD COLUMN attrs hstore;
+UPDATE inventory.items SET attrs = hstore('colour', 'grün') WHERE sku = 'SKU-1';
+"""
+
+ANALYTICS = """
+CREATE SCHEMA "Grüße";
+CREATE TABLE "Grüße"."Messwerte" (id int GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+                                  "Wert" double precision, raw bytea, at timestamptz);
+INSERT INTO "Grüße"."Messwerte" ("Wert", raw, at)
+SELECT g / 7.0, decode(md5(g::text), 'hex'), '2026-01-01'::timestamptz + g * interval '1 minute'
+FROM generate_series(1, {rows}) g;
+CREATE TABLE public.log (line text);   -- no key: fine for a snapshot copy
+INSERT INTO public.log SELECT 'Zeile ' || g FROM generate_series(1, 100) g;
+"""
+
+ANALYTICS_EXTENSIONS = """
+CREATE EXTENSION pgcrypto;
+ALTER TABLE "Grüße"."Messwerte" ADD COLUMN digest bytea;
+UPDATE "Grüße"."Messwerte" SET digest = digest(raw, 'sha256');
+"""
+
+DATABASES = ("postgres", "shop", "analytics ü")
+
+
+def load(server: PgServer, *, rows: int = 1000, extensions: bool = True,
+         logical_ready: bool = False) -> None:
+    """``logical_ready``: no large objects and every table replicable (REPLICA IDENTITY FULL
+    for the key-less one), so the online strategy applies."""
+    for stmt in GLOBAL.split(";\n"):  # one by one: CREATE DATABASE refuses a transaction block
+        if stmt.strip():
+            server.execute(stmt)
+    server.execute(SHOP.replace("{rows}", str(rows)), "shop")
+    server.execute(ANALYTICS.replace("{rows}", str(rows)), "analytics ü")
+    server.execute("CREATE TABLE public.notes (id serial PRIMARY KEY, body text);"
+                   "INSERT INTO public.notes (body) VALUES ('in the postgres database');")
+    if logical_ready:
+        server.execute("SELECT lo_unlink(photo) FROM inventory.items WHERE photo IS NOT NULL;"
+                       "UPDATE inventory.items SET photo = NULL", "shop")
+        server.execute("ALTER TABLE public.log REPLICA IDENTITY FULL", "analytics ü")
+    if extensions:
+        server.execute(SHOP_EXTENSIONS, "shop")
+        server.execute(ANALYTICS_EXTENSIONS, "analytics ü")
+    server.execute("ANALYZE", "shop")
+    server.execute("ANALYZE", "analytics ü")
