@@ -99,6 +99,16 @@ def restricted_container_security() -> dict[str, Any]:
             "runAsNonRoot": True}
 
 
+def _server_args(spec: MigrationSpec) -> list[str]:
+    if spec.mode == "test":
+        # A throw-away copy: loading without WAL (minimal) is markedly faster, and nothing
+        # replicates from it.
+        return ["-c", "wal_level=minimal", "-c", "max_wal_senders=0"]
+    # The new production server: it subscribes from the source (logical) and must be able to
+    # feed replicas and backups afterwards.
+    return ["-c", "wal_level=logical", "-c", "max_wal_senders=10", "-c", "max_replication_slots=10"]
+
+
 def credentials_secret(owner: Owner, username: str, password: str) -> dict[str, Any]:
     n = names(owner.name)
     return {"apiVersion": "v1", "kind": "Secret", "metadata": _meta(owner, n["secret"], "target"),
@@ -119,8 +129,7 @@ def target_statefulset(owner: Owner, spec: MigrationSpec, image: str, source_siz
         "name": "postgres",
         "image": image,
         "imagePullPolicy": "IfNotPresent",
-        # logical: an execute subscribes from the source; the same settings serve a test.
-        "args": ["-c", "wal_level=logical", "-c", "max_wal_senders=10", "-c", "max_replication_slots=10"],
+        "args": _server_args(spec),
         "env": env,
         "ports": [{"name": "postgres", "containerPort": PG_PORT}],
         "readinessProbe": {

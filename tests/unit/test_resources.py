@@ -45,7 +45,11 @@ def test_statefulset_is_restricted_and_takes_credentials_by_reference() -> None:
     assert env["POSTGRES_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "pg-to-17-target-credentials",
                                                                     "key": "password"}
     assert "pw-123" not in str(sts)
-    assert "wal_level=logical" in c["args"]
+    assert "wal_level=minimal" in c["args"]  # a test copy loads without WAL
+    execute = parse_spec({"mode": "execute", "source": {"statefulSetName": "pg", "serviceName": "pg",
+                                                        "credentialsSecretName": "s"}, "target": {"version": "17"}})
+    ex = _objs(spec=execute)["StatefulSet/pg-to-17-target"]["spec"]["template"]["spec"]["containers"][0]
+    assert "wal_level=logical" in ex["args"]
     assert pod["automountServiceAccountToken"] is False
     assert sts["spec"]["serviceName"] == "pg-to-17-target-hl"
     assert sts["spec"]["selector"]["matchLabels"] == sts["spec"]["template"]["metadata"]["labels"]
