@@ -8,9 +8,10 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 PYTEST_ARGS ?=
 
-.PHONY: help venv k8s-bins tools pg bench bench-quick lint test test-unit test-integration test-dataplane generate run clean
+.PHONY: help venv k8s-bins tools pg bench bench-quick demo cluster-up cluster-down images e2e lint test test-unit test-integration test-dataplane generate run clean
 
 help:
+	@echo "make demo   - a test migration 15 -> 17 on a real (local) cluster, end to end"
 	@echo "make run    - start the operator against \$$KUBECONFIG's cluster, or an embedded control plane"
 	@echo "make test   - install what the tests need, lint, run every test tier"
 	@echo "make bench  - copy throughput and switchover write-interruption benchmarks"
@@ -72,6 +73,23 @@ test: venv k8s-bins tools pg lint
 
 run: venv k8s-bins
 	@bash hack/run.sh
+
+# A test migration 15 -> 17 on a real cluster (the local one of hack/cluster unless $KUBECONFIG
+# answers): operator installed with the Helm chart, sample source, progress, the test server.
+demo: venv
+	@bash hack/demo.sh
+
+# The local single-node cluster (root; containerd + kubelet, no Docker) and its images.
+cluster-up:
+	@bash hack/cluster/up.sh
+cluster-down:
+	@bash hack/cluster/down.sh
+images:
+	@bash images/build.sh all
+
+# e2e on a real cluster ($$E2E_KUBECONFIG / $$KUBECONFIG if it answers, else the local cluster).
+e2e: venv
+	$(VENV)/bin/pytest e2e -q $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

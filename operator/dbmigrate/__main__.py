@@ -32,7 +32,11 @@ def main(argv: list[str] | None = None) -> int:
 
     import kopf  # after config validation, so a bad setting fails fast and clearly
 
-    from . import handlers  # noqa: F401 - registers the handlers
+    from . import handlers  # registers the handlers
+
+    # Watching a list of namespaces: no cluster-wide scanning (which would need cluster-wide
+    # list permissions the per-namespace Roles do not grant, and only delays the start).
+    handlers.SCAN_CLUSTER = not args.namespace
 
     kopf.configure(verbose=args.verbose,
                    log_format=kopf.LogFormat.JSON if cfg.log_format == "json" else kopf.LogFormat.FULL)

@@ -101,6 +101,18 @@ def choose_strategy(spec: MigrationSpec, findings: list[dict[str, Any]]) -> tupl
     return ("dump" if logical_blockers else "logical"), None
 
 
+def _strategy_event(spec: MigrationSpec, strategy: str, status: dict[str, Any]) -> Event:
+    if strategy == "logical":
+        return Event("Normal", "StrategyLogical",
+                     "strategy logical: online copy and replication; writes stop only for the final catch-up")
+    why = "chosen by you" if spec.execute.strategy == "dump" else "the pre-flight check rules out logical"
+    guess = (status.get("estimate") or {}).get("writeDowntimeSeconds")
+    expected = f" (the test measured about {guess:.0f} s)" if isinstance(guess, int | float) else ""
+    return Event("Warning", "StrategyDump",
+                 f"strategy dump ({why}): writes stop for the whole copy, so the write interruption grows "
+                 f"with the data size{expected}")
+
+
 def needs_reset(status: dict[str, Any]) -> bool:
     return (status.get("target") or {}).get("provisionedFor") == "test"
 
@@ -118,8 +130,7 @@ def plan_execute(b: _Builder, spec: MigrationSpec, t: TargetObservation, x: Exec
             b.stalled("Checking", "StrategyBlocked", problem, "fix the source or change the strategy")
             return b.plan()
         b.status["strategy"] = strategy
-        if strategy == "dump":
-            b.status["message"] = "strategy dump: writes stop for the whole copy (downtime grows with data size)"
+        b.pending_events.append(_strategy_event(spec, strategy, status))
     # -- after the point of no return: only forward ---------------------------------------------
     if sw.get("pointOfNoReturnAt"):
         return _finalize(b, spec, x, sw, tag, strategy)

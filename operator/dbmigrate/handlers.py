@@ -26,11 +26,14 @@ CONFIG = Config.from_env()
 # kopf serialises change handlers per object, but timers run beside them: one lock per
 # Migration keeps two reconciles of the same object from interleaving.
 _locks: collections.defaultdict[str, asyncio.Lock] = collections.defaultdict(asyncio.Lock)
+# Set by __main__: False when the operator watches a list of namespaces.
+SCAN_CLUSTER = True
 
 
 @kopf.on.startup()
 def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.persistence.finalizer = FINALIZER
+    settings.scanning.disabled = not SCAN_CLUSTER
     # Keep kopf's bookkeeping in status, not in annotations: GitOps tools then see no drift
     # in metadata (the CRD keeps status.kopf with preserve-unknown-fields).
     settings.persistence.progress_storage = kopf.StatusProgressStorage(field="status.kopf.progress")

@@ -218,6 +218,7 @@ class _Builder:
         self.target_status: dict[str, Any] = {}
         self.name = ""
         self.target_version = ""
+        self.pending_events: list[Event] = []
 
     def set(self, t: str, s: cond.Status, reason: str, message: str) -> None:
         self.conds = cond.set_condition(self.conds, t, s, reason, message, self.generation, self.now)
@@ -241,7 +242,7 @@ class _Builder:
     def plan(self, action: object | None = None, extra: list[Event] | None = None) -> Plan:
         self.status["conditions"] = self.conds
         events = _events(self.old.get("phase"), self.status["phase"],
-                         list(self.old.get("conditions") or []), self.conds) + (extra or [])
+                         list(self.old.get("conditions") or []), self.conds) + self.pending_events + (extra or [])
         return Plan(status=self.status, events=events, action=action)
 
 

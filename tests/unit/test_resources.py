@@ -36,6 +36,7 @@ def test_statefulset_is_restricted_and_takes_credentials_by_reference() -> None:
     sts = _objs()["StatefulSet/pg-to-17-target"]
     pod = sts["spec"]["template"]["spec"]
     assert pod["securityContext"] == {"runAsNonRoot": True, "runAsUser": 999, "runAsGroup": 999, "fsGroup": 999,
+                                      "fsGroupChangePolicy": "OnRootMismatch",
                                       "seccompProfile": {"type": "RuntimeDefault"}}
     (c,) = pod["containers"]
     assert c["image"] == "postgres:17"
