@@ -34,7 +34,7 @@ from pathlib import Path
 
 import psycopg
 
-from ..base import Progress, ProgressCallback
+from ..base import Progress, ProgressCallback, VerificationDiff
 from . import commands
 from . import copy_sql as q
 from .checks import STATE_DB
@@ -47,6 +47,7 @@ from .runner import run
 from .stream import CHUNK_BYTES, PIPE_BYTES, Snapshot, StreamTable, stream
 from .stream import tables as stream_tables
 from .stream_sql import pattern
+from .verify import VerifyOptions, verify_database
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +74,9 @@ class CopyOptions:
     toast_compression: str | None = "lz4"
     chunk_bytes: int = CHUNK_BYTES    # split streamed tables into pieces of this size
     pipe_bytes: int = PIPE_BYTES      # pieces this big go through a psql pipe
+    # Verify each database right after its copy, against the same source snapshot when the
+    # rows were streamed (so a copy of a live source verifies exactly); None: no verification.
+    verify: VerifyOptions | None = None
 
 
 @dataclass
@@ -80,6 +84,8 @@ class CopyResult:
     databases: dict[str, float] = field(default_factory=dict)  # name -> seconds (0: already done)
     bytes_total: int = 0
     seconds: float = 0.0
+    # Per-database verification (CopyOptions.verify) of the databases copied by this run.
+    diff: VerificationDiff = field(default_factory=VerificationDiff)
 
 
 def snapshot_copy(source: ConnInfo, target: ConnInfo, opts: CopyOptions,
@@ -114,7 +120,7 @@ def snapshot_copy(source: ConnInfo, target: ConnInfo, opts: CopyOptions,
             result.databases[d.name] = 0.0
             continue
         t0 = time.monotonic()
-        copy_database(source, target, d.name, opts, prog, report, _SizeBook(d.tables), unknown)
+        copy_database(source, target, d.name, opts, prog, report, _SizeBook(d.tables), unknown, result.diff)
         _mark(target, f"db:{d.name}")
         prog.databases_copied += 1
         result.databases[d.name] = time.monotonic() - t0
@@ -152,7 +158,7 @@ def copy_roles(source: ConnInfo, target: ConnInfo, opts: CopyOptions) -> None:
 
 def copy_database(source: ConnInfo, target: ConnInfo, dbname: str, opts: CopyOptions,
                   prog: Progress, report: Callable[[], None], book: _SizeBook,
-                  unknown: set[str]) -> None:
+                  unknown: set[str], diff: VerificationDiff | None = None) -> None:
     """``unknown``: column options the target refuses (``unknown_column_options``)."""
     with connect(target, STATE_DB) as conn:
         execute(conn, q.drop_database(dbname))
@@ -179,9 +185,11 @@ def copy_database(source: ConnInfo, target: ConnInfo, dbname: str, opts: CopyOpt
 
     try:
         if opts.data == "stream" and not opts.schema_only:
-            _copy_streamed(source, target, dbname, dumpdir, opts, prog, report, unknown)
+            _copy_streamed(source, target, dbname, dumpdir, opts, prog, report, unknown, diff)
         else:
             _copy_dumped(source, target, dbname, dumpdir, opts, unknown, on_dump, on_restore)
+            if opts.verify is not None and diff is not None and not opts.schema_only:
+                _merge(diff, verify_database(source, target, dbname, opts.verify))
     finally:
         shutil.rmtree(dumpdir, ignore_errors=True)
 
@@ -203,9 +211,16 @@ def _restore_pre_data(target: ConnInfo, dbname: str, dumpdir: Path, opts: CopyOp
     return dropped
 
 
+def _merge(into: VerificationDiff, more: VerificationDiff) -> None:
+    into.rows += more.rows
+    into.checksums += more.checksums
+    into.sequences += more.sequences
+    into.objects += more.objects
+
+
 def _copy_streamed(source: ConnInfo, target: ConnInfo, dbname: str, dumpdir: Path,
                    opts: CopyOptions, prog: Progress, report: Callable[[], None],
-                   unknown: set[str]) -> None:
+                   unknown: set[str], diff: VerificationDiff | None = None) -> None:
     """Everything but table rows through the target's pg_dump/pg_restore, the rows streamed
     (stream.py), all as of one source snapshot."""
     toast = opts.toast_compression if opts.toast_compression and _supports(
@@ -227,8 +242,11 @@ def _copy_streamed(source: ConnInfo, target: ConnInfo, dbname: str, dumpdir: Pat
 
         stream(source, target, dbname, snap.id, todo, opts.jobs, done, bindir=opts.bindir,
                toast_compression=toast, chunk_bytes=opts.chunk_bytes, pipe_bytes=opts.pipe_bytes)
-    t3 = time.monotonic()
-    run(commands.restore_data(opts.bindir, target, dumpdir, dbname, opts.jobs))
+        t3 = time.monotonic()
+        run(commands.restore_data(opts.bindir, target, dumpdir, dbname, opts.jobs))
+        if opts.verify is not None and diff is not None:
+            # Still inside the snapshot: the source is compared as it was copied.
+            _merge(diff, verify_database(source, target, dbname, opts.verify, snapshot=snap.id))
     log.info("copied %s: schema dump %.1fs, pre-data %.1fs (%d options dropped), rows %.1fs, "
              "indexes/constraints %.1fs", dbname, t1 - t0, t2 - t1, dropped, t3 - t2,
              time.monotonic() - t3)
