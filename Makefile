@@ -67,9 +67,10 @@ test-integration: venv k8s-bins tools
 test-dataplane: venv pg
 	$(VENV)/bin/pytest tests/dataplane -q $(PYTEST_ARGS)
 
-# One pytest run over every tier, so CI prints one summary line with all counts.
+# One pytest run over every tier (unit, integration, dataplane, e2e), so CI prints one summary
+# line with all counts. The e2e tier brings up the local cluster itself (or uses $$E2E_KUBECONFIG).
 test: venv k8s-bins tools pg lint
-	$(VENV)/bin/pytest tests -q -rfE $(PYTEST_ARGS)
+	$(VENV)/bin/pytest tests e2e -q -rfE $(PYTEST_ARGS)
 
 run: venv k8s-bins
 	@bash hack/run.sh
