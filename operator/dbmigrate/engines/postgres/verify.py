@@ -31,20 +31,12 @@ class VerifyOptions:
 
 
 def verify(source: ConnInfo, target: ConnInfo, opts: VerifyOptions | None = None) -> VerificationDiff:
+    """Everything, against the source as it is now: roles, databases, then each database."""
     opts = opts or VerifyOptions()
-    diff = VerificationDiff()
-    with connect(source) as s, connect(target) as t:
-        src_dbs = [r["name"] for r in fetch(s, q.DATABASES) if r["name"] not in opts.exclude_databases]
-        tgt_dbs = {r["name"] for r in fetch(t, q.DATABASES)}
-        tgt_roles = {r["name"] for r in fetch(t, q.ROLES)}
-        for r in fetch(s, q.ROLES):
-            if r["name"] not in tgt_roles:
-                diff.objects.append(f"role {r['name']}: missing on target")
+    diff, src_dbs, tgt_dbs = _globals(source, target, opts)
     for db in src_dbs:
-        if db not in tgt_dbs:
-            diff.objects.append(f"database {db}: missing on target")
-            continue
-        _verify_db(source, target, db, opts, diff)
+        if db in tgt_dbs:
+            _verify_db(source, target, db, opts, diff)
     return diff
 
 
@@ -59,7 +51,10 @@ def verify_database(source: ConnInfo, target: ConnInfo, db: str, opts: VerifyOpt
 
 def verify_globals(source: ConnInfo, target: ConnInfo, opts: VerifyOptions | None = None) -> VerificationDiff:
     """Roles and the list of databases (what ``verify_database`` does not look at)."""
-    opts = opts or VerifyOptions()
+    return _globals(source, target, opts or VerifyOptions())[0]
+
+
+def _globals(source: ConnInfo, target: ConnInfo, opts: VerifyOptions) -> tuple[VerificationDiff, list[str], set[str]]:
     diff = VerificationDiff()
     with connect(source) as s, connect(target) as t:
         src_dbs = [r["name"] for r in fetch(s, q.DATABASES) if r["name"] not in opts.exclude_databases]
@@ -69,7 +64,7 @@ def verify_globals(source: ConnInfo, target: ConnInfo, opts: VerifyOptions | Non
             if r["name"] not in tgt_roles:
                 diff.objects.append(f"role {r['name']}: missing on target")
     diff.objects += [f"database {db}: missing on target" for db in src_dbs if db not in tgt_dbs]
-    return diff
+    return diff, src_dbs, tgt_dbs
 
 
 def _verify_db(source: ConnInfo, target: ConnInfo, db: str, opts: VerifyOptions,
