@@ -93,8 +93,9 @@ def test_valid_source_resolves_and_fixing_later_is_picked_up(
     assert _cond(obj, "Stalled") is None
     assert _cond(obj, "Reconciling")["status"] == "True"  # type: ignore[index]
     assert _cond(obj, "Ready")["status"] == "False"  # type: ignore[index]
-    reasons = {e.reason for e in _events(api, namespace)}
-    assert {"SourceStatefulSetNotFound", "SourceResolved", "PhasePending", "PhaseProvisioning"} <= reasons
+    # Events are posted right after the status write they describe: wait for them.
+    wanted = {"SourceStatefulSetNotFound", "SourceResolved", "PhasePending", "PhaseProvisioning"}
+    wait_for(lambda: wanted <= {e.reason for e in _events(api, namespace)}, what=f"events {wanted}")
 
 
 def test_target_not_newer_fails_permanently(operator: OperatorProcess, api: kubernetes.client.ApiClient,
