@@ -26,6 +26,11 @@ CONFIG = Config.from_env()
 # kopf serialises change handlers per object, but timers run beside them: one lock per
 # Migration keeps two reconciles of the same object from interleaving.
 _locks: collections.defaultdict[str, asyncio.Lock] = collections.defaultdict(asyncio.Lock)
+# The status this process last wrote, with the resourceVersion the write produced. A timer can
+# fire with a body the watch has not refreshed yet; acting on that older status could repeat a
+# step already taken (a switchover!). A body at least as new as our write wins, so changes made
+# by others still count.
+_written: dict[str, tuple[int, dict[str, Any]]] = {}
 # Set by __main__: False when the operator watches a list of namespaces.
 SCAN_CLUSTER = True
 
@@ -71,7 +76,7 @@ async def _reconcile(body: kopf.Body, logger: kopf.Logger | logging.LoggerAdapte
     async with _locks[uid]:
         spec = with_operator_defaults(body.get("spec") or {}, CONFIG.default_test_ttl,
                                       CONFIG.default_retain_source_for)
-        status = dict(body.get("status") or {})
+        status = _freshest(uid, meta, dict(body.get("status") or {}))
         generation = int(meta.get("generation") or 0)
         child_names = resources.names(name)
         observation = target = execute = None
@@ -112,6 +117,15 @@ async def _reconcile(body: kopf.Body, logger: kopf.Logger | logging.LoggerAdapte
             metrics.observe(uid, ns, name, str(spec.get("mode", "test")), status)
 
 
+def _freshest(uid: str, meta: dict[str, Any], status: dict[str, Any]) -> dict[str, Any]:
+    try:
+        seen = int(meta.get("resourceVersion") or 0)
+    except ValueError:
+        return status
+    mine = _written.get(uid)
+    return dict(mine[1]) if mine is not None and mine[0] > seen else status
+
+
 def _describe(action: object) -> str:
     # CamelCase action name -> words: "StartReplication" -> "start replication".
     name = type(action).__name__
@@ -122,12 +136,13 @@ async def _write(ns: str, name: str, uid: str, status: dict[str, Any], result: p
                  logger: kopf.Logger | logging.LoggerAdapter[Any]) -> dict[str, Any]:
     """Patch only what changed, post the plan's events; return the status as now stored."""
     changes = planner.status_changes(status, result.status)
+    new = {k: v for k, v in {**status, **changes}.items() if v is not None}
     if changes:
-        await kube.patch_status(ns, name, changes)
+        _written[uid] = (await kube.patch_status(ns, name, changes), new)
         logger.info("status: phase=%s %s", result.status.get("phase"), result.status.get("message", ""))
     for ev in result.events:
         await kube.post_event(ns, name, uid, ev.type, ev.reason, ev.message)
-    return {k: v for k, v in {**status, **changes}.items() if v is not None}
+    return new
 
 
 @kopf.on.create(GROUP, VERSION, PLURAL)
@@ -148,5 +163,6 @@ async def on_delete(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
     # exists so that cleanup which GC cannot do (none yet besides forgetting the lock) runs
     # before the object disappears. The source is never touched.
     _locks.pop(body["metadata"]["uid"], None)
+    _written.pop(body["metadata"]["uid"], None)
     metrics.forget(body["metadata"]["uid"])
     logger.info("Migration deleted; owned children are garbage-collected")

@@ -112,11 +112,16 @@ def _svc_info(svc: Any) -> ServiceInfo:
     )
 
 
-async def patch_status(namespace: str, name: str, status: dict[str, Any]) -> None:
-    """Merge-patch the status subresource (only the fields given)."""
+async def patch_status(namespace: str, name: str, status: dict[str, Any]) -> int:
+    """Merge-patch the status subresource (only the fields given); returns the object's new
+    resourceVersion (0 if unreadable)."""
     co = kubernetes.client.CustomObjectsApi(_api())
-    await _call(lambda: co.patch_namespaced_custom_object_status(
+    obj: Any = await _call(lambda: co.patch_namespaced_custom_object_status(
         GROUP, VERSION, namespace, PLURAL, name, {"status": status}))
+    try:
+        return int(obj["metadata"]["resourceVersion"])
+    except (KeyError, TypeError, ValueError):
+        return 0
 
 
 async def post_event(namespace: str, name: str, uid: str, type_: str, reason: str, message: str,
