@@ -85,6 +85,7 @@ def test_logical_happy_path_to_completed() -> None:
     st = checked()
     p = step(st)
     assert p.action == xp.CreateSchemaJob("worker:18") and p.status["strategy"] == "logical"
+    assert "StrategyLogical" in [e.reason for e in p.events]
     st = merged(st, p)
     p = step(st, ExecuteObservation(schema_job=JobObservation(active=1), service_selector=OLD_SELECTOR))
     assert p.status["phase"] == "Copying" and p.action is None
@@ -144,6 +145,8 @@ def test_dump_path() -> None:
     st = checked([LOGICAL_BLOCKER])  # auto falls back to dump
     p = step(st)
     assert p.action == xp.FenceSource() and p.status["strategy"] == "dump"
+    ev = next(e for e in p.events if e.reason == "StrategyDump")
+    assert ev.type == "Warning" and "grows with the data size" in ev.message
     assert p.status["switchover"]["fencedAt"] == "2026-03-01T12:00:00Z"
     st = merged(st, p)
     assert step(st).action == planner.CreateCopyJob("worker:18")
