@@ -23,7 +23,7 @@ from .observed import ExecuteObservation, ReplicationObservation, SourceObservat
 Logger = logging.Logger | logging.LoggerAdapter[Any]
 TARGET_CHILDREN = (("Job", "smokejob"), ("Job", "copyjob"), ("Job", "schemajob"), ("StatefulSet", "statefulset"),
                    ("Service", "service"), ("Service", "headless"), ("NetworkPolicy", "networkpolicy"),
-                   ("Secret", "secret"))
+                   ("Secret", "secret"), ("Service", "source"))
 
 
 @dataclass
@@ -55,13 +55,14 @@ def safe_error(e: BaseException, *secret_values: str) -> str:
 
 
 async def connections(ctx: Context) -> tuple[Any, Any, tuple[str, str]]:
-    """(source, target, passwords) ConnInfos through the Services' DNS names."""
+    """(source, target, passwords) ConnInfos through the Services' DNS names (in execute mode the
+    source through the Migration's own Service for it: see resources.source_service)."""
     from .engines.postgres.conninfo import ConnInfo
 
     s = ctx.spec.source
     su, sp = await kube.read_credentials(ctx.ns, s.credentials_secret_name, s.username_key, s.password_key)
     tu, tp = await kube.read_credentials(ctx.ns, ctx.children["secret"], "username", "password")
-    source = ConnInfo(host=resources.service_host(s.service_name, ctx.ns), port=s.port, user=su, password=sp)
+    source = ConnInfo(host=resources.source_host(ctx.owner, ctx.spec), port=s.port, user=su, password=sp)
     target = ConnInfo(host=resources.service_host(ctx.children["service"], ctx.ns), port=resources.PG_PORT,
                       user=tu, password=tp)
     return source, target, (sp, tp)
@@ -113,6 +114,10 @@ async def ensure_target(ctx: Context, obs: SourceObservation, image: str) -> Non
         operator_namespace=ctx.config.operator_namespace,
         # Used only if the Secret does not exist yet: ensure() never overwrites.
         username="postgres", password=secrets.token_urlsafe(24))
+    if ctx.spec.mode == "execute" and sts is not None and obs.service is not None:
+        port = ctx.spec.source.port
+        objects.insert(1, resources.source_service(ctx.owner, sts.selector, port,
+                                                   obs.service.target_ports.get(port, port)))
     for obj in objects:
         await _create(ctx, obj)
 

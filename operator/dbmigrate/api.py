@@ -19,6 +19,10 @@ PLURAL = "migrations"
 KIND = "Migration"
 
 Mode = Literal["test", "execute"]
+SwitchoverMode = Literal["Automatic", "Manual"]
+# With spec.execute.switchover=Manual, this annotation set to "true" lets the switchover start
+# (an annotation, not a spec field: the spec is frozen once in execute mode).
+APPROVE_ANNOTATION = f"{GROUP}/approve-switchover"
 Strategy = Literal["auto", "logical", "dump"]
 
 SUPPORTED_TARGETS = (15, 16, 17, 18)
@@ -74,6 +78,7 @@ class ExecuteSpec:
     retain_source_for: timedelta = timedelta(hours=168)
     require_successful_test: bool = False
     successful_test_max_age: timedelta = timedelta(hours=168)
+    switchover: SwitchoverMode = "Automatic"
 
 
 @dataclass(frozen=True)
@@ -215,6 +220,9 @@ def parse_spec(spec: Mapping[str, Any]) -> MigrationSpec:
     strategy = exe.get("strategy", "auto")
     if strategy not in ("auto", "logical", "dump"):
         raise SpecError(f"spec.execute.strategy must be auto, logical or dump, not {strategy!r}")
+    switchover = exe.get("switchover", "Automatic")
+    if switchover not in ("Automatic", "Manual"):
+        raise SpecError(f"spec.execute.switchover must be Automatic or Manual, not {switchover!r}")
     return MigrationSpec(
         mode=mode,
         engine=engine,
@@ -234,5 +242,6 @@ def parse_spec(spec: Mapping[str, Any]) -> MigrationSpec:
             successful_test_max_age=parse_duration(
                 (exe.get("requireSuccessfulTest") or {}).get("maxAge", "168h"),
                 "spec.execute.requireSuccessfulTest.maxAge"),
+            switchover=switchover,
         ),
     )

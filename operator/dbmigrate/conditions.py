@@ -22,6 +22,7 @@ COPY_VERIFIED = "CopyVerified"
 BLOCKED = "Blocked"
 TEST_REQUIRED = "TestRequired"
 SMOKE_TEST = "SmokeTestPassed"
+SWITCHOVER_APPROVED = "SwitchoverApproved"
 
 
 class Condition(TypedDict):

@@ -26,7 +26,7 @@ from typing import Any
 
 from . import conditions as cond
 from . import resources
-from .api import MigrationSpec, format_duration
+from .api import APPROVE_ANNOTATION, MigrationSpec, format_duration
 from .observed import ExecuteObservation, JobObservation, TargetObservation
 from .planner import Event, Plan, _Builder
 
@@ -135,6 +135,8 @@ def plan_execute(b: _Builder, spec: MigrationSpec, t: TargetObservation, x: Exec
     if sw.get("pointOfNoReturnAt"):
         return _finalize(b, spec, x, sw, tag, strategy)
     if strategy == "dump":
+        if not sw.get("fencedAt") and awaiting_approval(b, spec, x, "the target is ready"):
+            return b.plan()
         return _dump(b, t, x, sw, worker_image, target_labels, tag)
     # -- logical ----------------------------------------------------------------------------------
     if sw.get("startedAt"):
@@ -164,11 +166,31 @@ def plan_execute(b: _Builder, spec: MigrationSpec, t: TargetObservation, x: Exec
         b.progressing("Replicating", "Replicating",
                       f"replicating ({what}; lag {rep.lag_bytes} bytes, {rep.lag_seconds:.1f} s)")
         return b.plan()
+    if awaiting_approval(b, spec, x, f"replication has caught up (lag {rep.lag_bytes} bytes)"):
+        return b.plan()
     b.status["switchover"] = {"startedAt": cond.rfc3339(b.now), "previousSelector": dict(x.service_selector)}
     b.progressing("SwitchingOver", "SwitchingOver",
                   f"fencing writes on the source and switching over (at most "
                   f"{format_duration(spec.execute.max_write_downtime)} of write interruption)")
     return b.plan(Switchover(tag, spec.execute.max_write_downtime.total_seconds()))
+
+
+def awaiting_approval(b: _Builder, spec: MigrationSpec, x: ExecuteObservation, ready: str) -> bool:
+    """spec.execute.switchover=Manual: hold before the write interruption until the user
+    annotates the Migration. True while waiting (the status then says how to approve)."""
+    if spec.execute.switchover != "Manual":
+        return False
+    if x.switchover_approved:
+        b.set(cond.SWITCHOVER_APPROVED, "True", "Approved", f"annotation {APPROVE_ANNOTATION}=true is set")
+        return False
+    msg = (f"{ready}; waiting for approval to switch over (spec.execute.switchover=Manual): "
+           f"kubectl annotate migration {b.name} {APPROVE_ANNOTATION}=true")
+    old = cond.find(b.conds, cond.SWITCHOVER_APPROVED)
+    if old is None or old["reason"] != "AwaitingApproval":
+        b.pending_events.append(Event("Normal", "AwaitingApproval", msg))
+    b.set(cond.SWITCHOVER_APPROVED, "False", "AwaitingApproval", msg)
+    b.progressing(b.old.get("phase") or "Replicating", "AwaitingApproval", msg)
+    return True
 
 
 def _job_phase(b: _Builder, job: JobObservation | None, worker_image: str | None, what: str,

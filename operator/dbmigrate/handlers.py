@@ -17,7 +17,7 @@ from typing import Any
 import kopf
 
 from . import actions, kube, metrics, planner, resources
-from .api import GROUP, PLURAL, VERSION, SpecError, parse_spec, with_operator_defaults
+from .api import APPROVE_ANNOTATION, GROUP, PLURAL, VERSION, SpecError, parse_spec, with_operator_defaults
 from .config import Config
 
 FINALIZER = f"{GROUP}/finalizer"
@@ -94,7 +94,8 @@ async def _reconcile(body: kopf.Body, logger: kopf.Logger | logging.LoggerAdapte
             if status.get("phase") == "Copying" and target.job is not None and target.job.active:
                 target = dataclasses.replace(target, bytes_copied=await actions.target_bytes(ctx))
             if parsed.mode == "execute":
-                execute = await actions.observe_execute(ctx)
+                execute = dataclasses.replace(await actions.observe_execute(ctx), switchover_approved=(
+                    (meta.get("annotations") or {}).get(APPROVE_ANNOTATION) == "true"))
         except SpecError:
             pass  # the planner reports it as a condition
         result = planner.plan(spec, status, generation, observation, datetime.now(UTC),
@@ -149,6 +150,12 @@ async def _write(ns: str, name: str, uid: str, status: dict[str, Any], result: p
 @kopf.on.resume(GROUP, VERSION, PLURAL)
 @kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
 async def on_change(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
+    await reconcile(body, logger)
+
+
+@kopf.on.update(GROUP, VERSION, PLURAL, field=("metadata", "annotations", APPROVE_ANNOTATION))
+async def on_approval(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
+    # Approving a Manual switchover should not wait for the next timer tick.
     await reconcile(body, logger)
 
 

@@ -97,6 +97,7 @@ def _sts_info(sts: Any) -> StatefulSetInfo:
         name=sts.metadata.name,
         containers=containers,
         pod_labels=dict(tmpl.metadata.labels or {}) if tmpl.metadata else {},
+        selector=dict((sts.spec.selector.match_labels or {}) if sts.spec.selector else {}),
         replicas=sts.spec.replicas if sts.spec.replicas is not None else 1,
         ready_replicas=(sts.status.ready_replicas or 0) if sts.status else 0,
         volume_size=size,
@@ -109,6 +110,7 @@ def _svc_info(svc: Any) -> ServiceInfo:
         name=svc.metadata.name,
         selector=dict(svc.spec.selector or {}),
         ports=tuple(p.port for p in (svc.spec.ports or [])),
+        target_ports={p.port: p.target_port if p.target_port is not None else p.port for p in (svc.spec.ports or [])},
     )
 
 

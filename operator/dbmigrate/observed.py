@@ -19,6 +19,9 @@ class StatefulSetInfo:
     name: str
     containers: tuple[ContainerInfo, ...]
     pod_labels: dict[str, str] = field(default_factory=dict)
+    # spec.selector.matchLabels: exactly this StatefulSet's pods (the source Service's selector
+    # moves to the new server at the point of no return; this one never does).
+    selector: dict[str, str] = field(default_factory=dict)
     replicas: int = 1
     ready_replicas: int = 0
     # Requested size of the first volumeClaimTemplate ("20Gi"), used to size the target.
@@ -31,6 +34,8 @@ class ServiceInfo:
     name: str
     selector: dict[str, str]
     ports: tuple[int, ...]
+    # port -> targetPort (a number or a container port name), as the Service maps them.
+    target_ports: dict[int, int | str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -95,6 +100,8 @@ class ExecuteObservation:
     schema_job: JobObservation | None = None
     service_selector: dict[str, str] = field(default_factory=dict)
     replication: ReplicationObservation | None = None
+    # The Migration carries the approve-switchover annotation (spec.execute.switchover=Manual).
+    switchover_approved: bool = False
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,7 @@ def names(migration: str) -> dict[str, str]:
         "copyjob": f"{migration}-copy",
         "schemajob": f"{migration}-schema",
         "smokejob": f"{migration}-smoke",
+        "source": f"{migration}-source",
     }
 
 
@@ -217,6 +218,24 @@ def target_objects(owner: Owner, spec: MigrationSpec, image: str, source_size: s
     ]
 
 
+def source_service(owner: Owner, sts_selector: dict[str, str], port: int,
+                   target_port: int | str) -> dict[str, Any]:
+    """Execute mode reaches the old server through this Service, never through the source's
+    own: that one moves to the new server at the point of no return, and the steps after it
+    (cleanup of slots and publications on the old server) and the subscription's connection
+    must still reach the old one. It selects exactly the source StatefulSet's pods."""
+    return {"apiVersion": "v1", "kind": "Service", "metadata": _meta(owner, names(owner.name)["source"], "source"),
+            "spec": {"type": "ClusterIP", "selector": dict(sts_selector), "publishNotReadyAddresses": True,
+                     "ports": [{"name": "postgres", "port": port, "targetPort": target_port}]}}
+
+
+def source_host(owner: Owner, spec: MigrationSpec) -> str:
+    """Where the operator and its Jobs reach the source (see source_service)."""
+    if spec.mode == "execute":
+        return service_host(names(owner.name)["source"], owner.namespace)
+    return service_host(spec.source.service_name, owner.namespace)
+
+
 def service_host(service: str, namespace: str) -> str:
     # In a pod the resolver's search path completes this to <svc>.<ns>.svc.<cluster-domain>.
     return f"{service}.{namespace}.svc"
@@ -239,7 +258,7 @@ def copy_job(owner: Owner, spec: MigrationSpec, worker_image: str, jobs: int = 2
     n = names(owner.name)
     src = spec.source
     env = [
-        {"name": "SOURCE_HOST", "value": service_host(src.service_name, owner.namespace)},
+        {"name": "SOURCE_HOST", "value": source_host(owner, spec)},
         {"name": "SOURCE_PORT", "value": str(src.port)},
         _secret_env("SOURCE_USER", src.credentials_secret_name, src.username_key),
         _secret_env("SOURCE_PASSWORD", src.credentials_secret_name, src.password_key),

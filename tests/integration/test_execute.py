@@ -52,6 +52,11 @@ def test_execute_to_completed_locks_and_keeps_the_new_server(
     job = _pass_preflight(api, ns, lambda: _read(lambda: batch.read_namespaced_job("m1-schema", ns)))
     c = job.spec.template.spec.containers[0]
     assert c.command[3] == "schema" and c.image == "dbmigrate-worker:18"
+    # Execute reaches the old server through a Service of its own, which the repoint never moves.
+    assert {e.name: e.value for e in c.env}["SOURCE_HOST"] == f"m1-source.{ns}.svc"
+    via = core.read_namespaced_service("m1-source", ns)
+    assert via.spec.selector == {"app": "pg"} and via.spec.ports[0].port == 5432
+    assert via.metadata.owner_references[0].name == "m1" and via.metadata.owner_references[0].controller
     st = _wait_phase(api, ns, "Copying")
     assert st["strategy"] == "logical" and st["target"]["provisionedFor"] == "execute"
 
@@ -136,3 +141,34 @@ def test_operator_killed_mid_provisioning_resumes_without_duplicates(
     assert core.read_namespaced_secret("m1-target-credentials", ns).data == secret_before
     svcs = sorted(s.metadata.name for s in core.list_namespaced_service(ns).items)
     assert svcs == ["m1-target", "m1-target-hl", "pg"]
+
+
+def test_manual_switchover_waits_for_the_approval_annotation(
+        operator: OperatorProcess, api: kubernetes.client.ApiClient, namespace: str) -> None:
+    """spec.execute.switchover=Manual holds before the write interruption; annotating the
+    Migration (what a panel's "switch over now" button does) lets it start at once."""
+    ns = namespace
+    core, co = kubernetes.client.CoreV1Api(api), kubernetes.client.CustomObjectsApi(api)
+    sources.create(api, ns, sources.statefulset(), sources.service(), sources.secret())
+    co.create_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, migration(
+        mode="execute", target={"version": "18"}, execute={"strategy": "dump", "switchover": "Manual"}))
+    _pod_ready(core, ns, "m1-target-0")
+    _wait_phase(api, ns, "Checking")
+
+    def approval() -> dict[str, Any] | None:
+        st = _status(api, ns)
+        return next((c for c in st.get("conditions", []) if c["type"] == "SwitchoverApproved"), None)
+
+    c = _pass_preflight(api, ns, approval)
+    assert c["status"] == "False" and c["reason"] == "AwaitingApproval"
+    assert "kubectl annotate migration m1 dbmigrate.dev/approve-switchover=true" in c["message"]
+    assert not (_status(api, ns).get("switchover") or {}).get("fencedAt")  # nothing fenced while waiting
+    events = core.list_namespaced_event(ns, field_selector="involvedObject.name=m1").items
+    assert "AwaitingApproval" in [e.reason for e in events]
+
+    co.patch_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, "m1", {"metadata": {"annotations": {
+        "dbmigrate.dev/approve-switchover": "true"}}})
+    # Approved: the dump strategy fences the source next (recorded before it acts).
+    st = wait_for(lambda: (s := _status(api, ns)).get("switchover", {}).get("fencedAt") and s, timeout=20,
+                  what="the fence after approval")
+    assert next(c for c in st["conditions"] if c["type"] == "SwitchoverApproved")["status"] == "True"

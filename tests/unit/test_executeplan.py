@@ -214,3 +214,47 @@ def test_ready_records_when_the_test_passed() -> None:
                      images={18: "postgres:18"}, worker_images={18: "w"}, name="m1", namespace="ns")
     assert p.status["phase"] == "Ready"
     assert p.status["testPassedAt"] == "2026-03-01T12:00:00Z" and p.status["testTargetVersion"] == "18"
+
+
+MANUAL = {**SPEC, "execute": {"maxWriteDowntime": "20s", "switchover": "Manual"}}
+
+
+def test_manual_switchover_waits_for_the_annotation_then_switches() -> None:
+    done = JobObservation(succeeded=True)
+    caught_up = ReplicationObservation(2, 2, True, 512, 0.1)
+    st = merged(checked(), step(checked(), spec=MANUAL))
+    st = merged(st, step(st, ExecuteObservation(schema_job=done, service_selector=OLD_SELECTOR), spec=MANUAL))
+    waiting = ExecuteObservation(schema_job=done, service_selector=OLD_SELECTOR, replication=caught_up)
+    p = step(st, waiting, spec=MANUAL)
+    assert p.action is None and p.status["phase"] == "Replicating" and "switchover" not in p.status
+    c = cond(p.status, "SwitchoverApproved")
+    assert (c["status"], c["reason"]) == ("False", "AwaitingApproval")
+    assert "kubectl annotate migration m1 dbmigrate.dev/approve-switchover=true" in p.status["message"]
+    assert [e.reason for e in p.events] == ["AwaitingApproval"]
+    st = merged(st, p)
+    # Waiting again: no second Event.
+    p = step(st, waiting, spec=MANUAL)
+    assert p.action is None and "AwaitingApproval" not in [e.reason for e in p.events]
+    approved = ExecuteObservation(schema_job=done, service_selector=OLD_SELECTOR, replication=caught_up,
+                                  switchover_approved=True)
+    p = step(st, approved, spec=MANUAL)
+    assert p.action == xp.Switchover("1234abcd", 20.0) and p.status["phase"] == "SwitchingOver"
+    assert cond(p.status, "SwitchoverApproved")["status"] == "True"
+
+
+def test_manual_dump_waits_before_fencing() -> None:
+    spec = {**MANUAL, "execute": {**MANUAL["execute"], "strategy": "dump"}}
+    st = checked()
+    p = step(st, spec=spec)
+    assert p.action is None and cond(p.status, "SwitchoverApproved")["reason"] == "AwaitingApproval"
+    p = step(merged(st, p), ExecuteObservation(service_selector=OLD_SELECTOR, switchover_approved=True), spec=spec)
+    assert p.action == xp.FenceSource()
+
+
+def test_automatic_switchover_ignores_approval() -> None:
+    caught_up = ReplicationObservation(1, 1, True, 0, 0.0)
+    st = merged(checked(), step(checked()))
+    p = step(st, ExecuteObservation(schema_job=JobObservation(succeeded=True), service_selector=OLD_SELECTOR,
+                                    replication=caught_up))
+    assert isinstance(p.action, xp.Switchover)
+    assert all(c["type"] != "SwitchoverApproved" for c in p.status["conditions"])

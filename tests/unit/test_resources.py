@@ -126,3 +126,20 @@ def test_smoke_jobs_inject_the_login_by_reference() -> None:
     names = [e["name"] for e in t["spec"]["containers"][0]["env"]]
     assert names[:1] == ["MODE"] and {"PGHOST", "PGPORT", "PGUSER", "PGPASSWORD"} <= set(names)
     assert t["spec"]["restartPolicy"] == "Never" and job["spec"]["activeDeadlineSeconds"] == 120
+
+
+def test_execute_reaches_the_source_through_its_own_service() -> None:
+    """The source's Service moves to the new server at the point of no return; the steps after
+    it (and the subscription) must still reach the old server: execute uses <name>-source."""
+    execute = parse_spec({"mode": "execute", "source": {"statefulSetName": "pg", "serviceName": "pg",
+                                                        "credentialsSecretName": "s"}, "target": {"version": "17"}})
+    svc = r.source_service(OWNER, {"app": "pg"}, 5432, "pgport")
+    assert svc["metadata"]["name"] == "pg-to-17-source"
+    assert svc["metadata"]["ownerReferences"][0]["uid"] == "uid-1"
+    assert svc["spec"]["selector"] == {"app": "pg"}
+    assert svc["spec"]["ports"] == [{"name": "postgres", "port": 5432, "targetPort": "pgport"}]
+    assert r.source_host(OWNER, execute) == "pg-to-17-source.customer-42.svc"
+    assert r.source_host(OWNER, SPEC) == "pg.customer-42.svc"  # test mode: nothing moves
+    env = {e["name"]: e.get("value") for e in r.copy_job(OWNER, execute, "w:17", command="schema")
+           ["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["SOURCE_HOST"] == "pg-to-17-source.customer-42.svc"
