@@ -88,6 +88,17 @@ def _kubectl_binary() -> str:
     return shutil.which("kubectl") or "kubectl"
 
 
+def _build_images() -> None:
+    """The images the suite's pods and the migrations' targets use on the local cluster (no
+    registry: built here and imported into its containerd; a no-op when up to date)."""
+    images = os.environ.get("E2E_IMAGES", "postgres15 postgres16 postgres17 postgres18").split()
+    built = subprocess.run(
+        ["bash", str(REPO / "images/build.sh"), *images], capture_output=True, text=True, timeout=3600
+    )
+    if built.returncode != 0:
+        pytest.fail(f"images/build.sh {' '.join(images)} failed:\n{built.stderr[-6000:]}")
+
+
 @pytest.fixture(scope="session")
 def cluster() -> Iterator[Kubectl]:
     kubeconfig = os.environ.get("E2E_KUBECONFIG") or os.environ.get("KUBECONFIG")
@@ -96,6 +107,8 @@ def cluster() -> Iterator[Kubectl]:
         if Path(kubeconfig).resolve() == (LOCAL_RUN / "admin.kubeconfig").resolve():
             k.kind = "local"
         if _answers(k):
+            if k.kind == "local":
+                _build_images()
             yield k
             return
     if os.environ.get("E2E_CLUSTER") == "kind":
@@ -118,13 +131,7 @@ def cluster() -> Iterator[Kubectl]:
     if up.returncode != 0:
         pytest.fail(f"hack/cluster/up.sh failed ({up.returncode}):\n{up.stderr[-6000:]}")
     k = Kubectl(kubeconfig=up.stdout.strip().splitlines()[-1], binary=_kubectl_binary(), kind="local")
-    # the images the suite's own pods use (no registry: built here, a no-op when up to date)
-    images = os.environ.get("E2E_IMAGES", "postgres15").split()
-    built = subprocess.run(
-        ["bash", str(REPO / "images/build.sh"), *images], capture_output=True, text=True, timeout=3600
-    )
-    if built.returncode != 0:
-        pytest.fail(f"images/build.sh {' '.join(images)} failed:\n{built.stderr[-6000:]}")
+    _build_images()
     try:
         yield k
     finally:

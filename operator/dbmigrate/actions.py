@@ -105,15 +105,27 @@ def _target_labels(ctx: Context) -> dict[str, str]:
     return resources.labels(ctx.owner, "target")
 
 
+async def target_login(ctx: Context) -> tuple[str, str]:
+    """The new server's administrator login. A test server gets its own (published in status,
+    handed to testers). An execute target becomes the customer's server behind the same Service,
+    so it takes the source's login: applications keep their credentials. (Other roles keep
+    theirs through the copy of roles, password hashes included.)"""
+    if ctx.spec.mode == "execute":
+        s = ctx.spec.source
+        return await kube.read_credentials(ctx.ns, s.credentials_secret_name, s.username_key, s.password_key)
+    return "postgres", secrets.token_urlsafe(24)
+
+
 async def ensure_target(ctx: Context, obs: SourceObservation, image: str) -> None:
     sts = obs.statefulset
+    # Used only if the Secret does not exist yet: ensure() never overwrites.
+    username, password = await target_login(ctx)
     objects = resources.target_objects(
         ctx.owner, ctx.spec, image,
         source_size=sts.volume_size if sts else None,
         source_storage_class=sts.storage_class_name if sts else None,
         operator_namespace=ctx.config.operator_namespace,
-        # Used only if the Secret does not exist yet: ensure() never overwrites.
-        username="postgres", password=secrets.token_urlsafe(24))
+        username=username, password=password)
     if ctx.spec.mode == "execute" and sts is not None and obs.service is not None:
         port = ctx.spec.source.port
         objects.insert(1, resources.source_service(ctx.owner, sts.selector, port,

@@ -5,6 +5,7 @@ run for real against the API with the chart's RBAC."""
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 import kubernetes
@@ -57,6 +58,10 @@ def test_execute_to_completed_locks_and_keeps_the_new_server(
     via = core.read_namespaced_service("m1-source", ns)
     assert via.spec.selector == {"app": "pg"} and via.spec.ports[0].port == 5432
     assert via.metadata.owner_references[0].name == "m1" and via.metadata.owner_references[0].controller
+    # The new server takes the source's login: applications keep their credentials after the move.
+    login = core.read_namespaced_secret("m1-target-credentials", ns).data
+    assert base64.b64decode(login["password"]).decode() == "value-of-password"
+    assert base64.b64decode(login["username"]).decode() == "value-of-username"
     st = _wait_phase(api, ns, "Copying")
     assert st["strategy"] == "logical" and st["target"]["provisionedFor"] == "execute"
 
