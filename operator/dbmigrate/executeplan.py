@@ -146,7 +146,7 @@ def plan_execute(b: _Builder, spec: MigrationSpec, t: TargetObservation, x: Exec
             b.status["locked"] = True
             b.progressing("SwitchingOver", "PointOfNoReturn", "the Service already points at the new server")
             return b.plan()
-        b.status["switchover"] = {k: v for k, v in sw.items() if k not in ("startedAt", "fencedAt")} or None
+        b.status["switchover"] = None
         b.progressing("Replicating", "SwitchoverRecovered",
                       "a switchover was interrupted before the point of no return: unfencing the source and "
                       "replicating again")

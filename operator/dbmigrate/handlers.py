@@ -139,7 +139,7 @@ async def _write(ns: str, name: str, uid: str, status: dict[str, Any], result: p
     changes = planner.status_changes(status, result.status)
     new = {k: v for k, v in {**status, **changes}.items() if v is not None}
     if changes:
-        _written[uid] = (await kube.patch_status(ns, name, changes), new)
+        _written[uid] = (await kube.patch_status(ns, name, planner.merge_patch(status, changes)), new)
         logger.info("status: phase=%s %s", result.status.get("phase"), result.status.get("message", ""))
     for ev in result.events:
         await kube.post_event(ns, name, uid, ev.type, ev.reason, ev.message)

@@ -607,3 +607,17 @@ def _events(old_phase: str | None, phase: str, old: list[Condition], new: list[C
 def status_changes(current: dict[str, Any], desired: dict[str, Any]) -> dict[str, Any]:
     """The part of `desired` that differs from `current` (empty: skip the write)."""
     return {k: v for k, v in desired.items() if current.get(k) != v}
+
+
+def merge_patch(current: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    """`changes` as a JSON merge patch (RFC 7386) of `current`: a merge patch merges nested
+    objects, so a key dropped from a nested object must be sent as null to be removed (else
+    e.g. a cleared switchover.startedAt would survive in the stored status)."""
+    out: dict[str, Any] = {}
+    for k, v in changes.items():
+        old = current.get(k)
+        if isinstance(v, dict) and isinstance(old, dict):
+            out[k] = {**{ok: None for ok in old if ok not in v}, **merge_patch(old, v)}
+        else:
+            out[k] = v
+    return out

@@ -344,3 +344,14 @@ def test_smoke_test_runs_after_ready_and_gates_the_guardrail() -> None:
     assert bad.status["phase"] == "Ready"  # the server is still there to investigate
     assert ("Warning", "SmokeTestFailed") in [(e.type, e.reason) for e in bad.events]
     assert "testPassedAt" not in bad.status
+
+
+def test_merge_patch_removes_keys_dropped_from_nested_objects() -> None:
+    current = {"phase": "SwitchingOver", "switchover": {"startedAt": "t", "previousSelector": {"app": "pg"}},
+               "replication": {"lagBytes": 5}}
+    desired = {"phase": "Replicating", "switchover": {"previousSelector": {"app": "pg"}},
+               "replication": {"lagBytes": 0, "initialSyncDone": True}}
+    patch = planner.merge_patch(current, planner.status_changes(current, desired))
+    assert patch == {"phase": "Replicating", "switchover": {"startedAt": None, "previousSelector": {"app": "pg"}},
+                     "replication": {"lagBytes": 0, "initialSyncDone": True}}
+    assert planner.merge_patch(current, {"switchover": None}) == {"switchover": None}
