@@ -69,8 +69,9 @@ test-dataplane: venv pg
 
 # One pytest run over every tier (unit, integration, dataplane, e2e), so CI prints one summary
 # line with all counts. The e2e tier brings up the local cluster itself (or uses $$E2E_KUBECONFIG).
+# --durations: the slowest tests (the e2e scenarios) with their times, in every CI log.
 test: venv k8s-bins tools pg lint
-	$(VENV)/bin/pytest tests e2e -q -rfE $(PYTEST_ARGS)
+	$(VENV)/bin/pytest tests e2e -q -rfE --durations=15 $(PYTEST_ARGS)
 
 run: venv k8s-bins
 	@bash hack/run.sh
@@ -90,7 +91,7 @@ images:
 
 # e2e on a real cluster ($$E2E_KUBECONFIG / $$KUBECONFIG if it answers, else the local cluster).
 e2e: venv
-	$(VENV)/bin/pytest e2e -q $(PYTEST_ARGS)
+	$(VENV)/bin/pytest e2e -q --durations=0 $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -20,13 +20,10 @@ from pathlib import Path
 import pytest
 
 from .conftest import Kubectl
+from .workload import psql, psql_via
 
 REPO = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.e2e
-
-
-def _psql(cluster: Kubectl, ns: str, sql: str, db: str = "postgres") -> str:
-    return cluster.exec(ns, "pg-0", "psql", "-U", "postgres", "-d", db, "-v", "ON_ERROR_STOP=1", "-Atc", sql).strip()
 
 
 def _status(cluster: Kubectl, ns: str, path: str) -> str:
@@ -38,10 +35,10 @@ def test_test_migration_to_17_is_ready_and_holds_the_data(cluster: Kubectl, oper
     cluster.apply((REPO / "examples/source-pg15.yaml").read_text().replace("imagePullPolicy: IfNotPresent",
                                                                           "imagePullPolicy: Never"), ns)
     cluster.run("-n", ns, "rollout", "status", "statefulset/pg", "--timeout=300s", timeout=320)
-    _psql(cluster, ns, "CREATE DATABASE shop")
-    _psql(cluster, ns, "CREATE TABLE orders (id bigserial PRIMARY KEY, note text); "
+    psql(cluster, ns, "CREATE DATABASE shop")
+    psql(cluster, ns, "CREATE TABLE orders (id bigserial PRIMARY KEY, note text); "
                        "INSERT INTO orders (note) SELECT 'order ' || g FROM generate_series(1, 5000) g", "shop")
-    _psql(cluster, ns, "CREATE TABLE ticks (id bigserial PRIMARY KEY, at timestamptz DEFAULT now())")
+    psql(cluster, ns, "CREATE TABLE ticks (id bigserial PRIMARY KEY, at timestamptz DEFAULT now())")
     pw = cluster.run("-n", ns, "get", "secret", "pg-admin", "-o", "jsonpath={.data.password}")
     cluster.run("-n", ns, "run", "writer", "--image=postgres:15", "--image-pull-policy=Never", "--restart=Never",
                 "--env=PGPASSWORD=" + base64.b64decode(pw).decode(), "--command", "--",
@@ -67,23 +64,21 @@ def test_test_migration_to_17_is_ready_and_holds_the_data(cluster: Kubectl, oper
     assert {c["type"]: c["status"] for c in conds}["CopyVerified"] == "True"
 
     # 4. an independent look at the test server, with what status publishes
-    host, port = _status(cluster, ns, ".status.testServer.host"), _status(cluster, ns, ".status.testServer.port")
+    host = _status(cluster, ns, ".status.testServer.host")
+    assert _status(cluster, ns, ".status.testServer.port") == "5432"
     secret = _status(cluster, ns, ".status.testServer.credentialsSecretName")
     tpw = base64.b64decode(
         cluster.run("-n", ns, "get", "secret", secret, "-o", "jsonpath={.data.password}")).decode()
-    out = cluster.run("-n", ns, "run", "check", "--image=postgres:17", "--image-pull-policy=Never",
-                      "--restart=Never", "--rm", "-i", "--env=PGPASSWORD=" + tpw, "--command", "--",
-                      "psql", "-h", host, "-p", port, "-U", "postgres", "-d", "shop", "-Atc",
-                      "SELECT count(*), max(id), split_part(version(), ' ', 2) FROM orders", timeout=180)
-    row = next(line for line in out.splitlines() if line.count("|") == 2)
+    row = psql_via(cluster, ns, host, tpw, "SELECT count(*), max(id), split_part(version(), ' ', 2) FROM orders",
+                   "shop", image="postgres:17")
     count, max_id, version = row.split("|")
     assert (count, max_id) == ("5000", "5000") and version.startswith("17")
 
     # 5. the source kept taking writes through its Service, and still does
-    before = int(_psql(cluster, ns, "SELECT count(*) FROM ticks"))
+    before = int(psql(cluster, ns, "SELECT count(*) FROM ticks"))
     time.sleep(3)
-    assert int(_psql(cluster, ns, "SELECT count(*) FROM ticks")) > before > 0
-    assert _psql(cluster, ns, "SHOW server_version").startswith("15")
+    assert int(psql(cluster, ns, "SELECT count(*) FROM ticks")) > before > 0
+    assert psql(cluster, ns, "SHOW server_version").startswith("15")
 
     # 6. delete: the test server goes, the source stays
     cluster.run("-n", ns, "delete", "mig", "pg-to-17", "--wait=true", "--timeout=120s", timeout=150)

@@ -66,13 +66,23 @@ def psql(cluster: Kubectl, ns: str, sql: str, db: str = "postgres", pod: str = "
 
 def psql_via(cluster: Kubectl, ns: str, host: str, password: str, sql: str, db: str = "postgres",
              image: str = "postgres:18") -> str:
-    """SQL from a fresh pod through a Service: what an application sees."""
-    out = cluster.run("-n", ns, "run", f"q-{time.monotonic_ns() % 10**8}", f"--image={image}",
-                      "--image-pull-policy=Never", "--restart=Never", "--rm", "-i", "--quiet",
-                      f"--env=PGPASSWORD={password}", "--command", "--",
-                      "psql", "-h", host, "-U", "postgres", "-d", db, "-v", "ON_ERROR_STOP=1", "-Atc", sql,
-                      timeout=180)
-    return "\n".join(line for line in out.splitlines() if "pod" not in line and line.strip()).strip()
+    """SQL from a fresh pod through a Service: what an application sees. (The pod's log is read
+    after it ends: `kubectl run -i` can miss the output of a command that finishes quickly.)"""
+    pod = f"q-{time.monotonic_ns() % 10**9}"
+    cluster.run("-n", ns, "run", pod, f"--image={image}", "--image-pull-policy=Never", "--restart=Never",
+                f"--env=PGPASSWORD={password}", "--command", "--",
+                "psql", "-h", host, "-U", "postgres", "-d", db, "-v", "ON_ERROR_STOP=1", "-qAtc", sql)
+    try:
+        deadline = time.monotonic() + 180
+        while (state := cluster.run("-n", ns, "get", "pod", pod, "-o", "jsonpath={.status.phase}")) not in (
+                "Succeeded", "Failed"):
+            assert time.monotonic() < deadline, f"pod {pod} never finished"
+            time.sleep(0.5)
+        out = cluster.run("-n", ns, "logs", pod).strip()
+        assert state == "Succeeded", f"psql via {host} failed: {out}"
+        return out
+    finally:
+        cluster.run("-n", ns, "delete", "pod", pod, "--wait=false", check=False)
 
 
 def start_writer(cluster: Kubectl, ns: str, password: str) -> None:

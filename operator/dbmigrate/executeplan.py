@@ -28,7 +28,7 @@ from . import conditions as cond
 from . import resources
 from .api import APPROVE_ANNOTATION, MigrationSpec, format_duration
 from .observed import ExecuteObservation, JobObservation, TargetObservation
-from .planner import Event, Plan, _Builder
+from .planner import Event, Plan, _Builder, _progress
 
 # Switch once the subscriptions are this close to the source (bytes of WAL not yet applied).
 SWITCH_LAG_BYTES = 16 * 1024 * 1024
@@ -161,6 +161,9 @@ def plan_execute(b: _Builder, spec: MigrationSpec, t: TargetObservation, x: Exec
         return b.plan(StartReplication(tag))
     b.status["replication"] = {"lagBytes": rep.lag_bytes, "lagSeconds": round(rep.lag_seconds, 3),
                                "initialSyncDone": rep.initial_sync_done, "databases": rep.databases}
+    if rep.initial_sync_done:
+        # The data is in: what is left is the catch-up (shown as lag), not copying.
+        b.status["progress"] = copied_all(status)
     if not rep.initial_sync_done or rep.lag_bytes > SWITCH_LAG_BYTES:
         what = "initial copy of the tables" if not rep.initial_sync_done else "catching up"
         b.progressing("Replicating", "Replicating",
@@ -173,6 +176,12 @@ def plan_execute(b: _Builder, spec: MigrationSpec, t: TargetObservation, x: Exec
                   f"fencing writes on the source and switching over (at most "
                   f"{format_duration(spec.execute.max_write_downtime)} of write interruption)")
     return b.plan(Switchover(tag, spec.execute.max_write_downtime.total_seconds()))
+
+
+def copied_all(status: dict[str, Any]) -> dict[str, Any]:
+    """Progress at 100%: every byte the check measured on the source is on the target."""
+    total = int((status.get("progress") or {}).get("bytesTotal") or 0)
+    return _progress(total, total)
 
 
 def awaiting_approval(b: _Builder, spec: MigrationSpec, x: ExecuteObservation, ready: str) -> bool:
@@ -298,6 +307,7 @@ def after_finalize(status: dict[str, Any], generation: int, now: datetime, spec:
     sw = dict(status.get("switchover") or {})
     until = now + spec.execute.retain_source_for
     b.status["switchover"] = {**sw, "completedAt": cond.rfc3339(now), "retainSourceUntil": cond.rfc3339(until)}
+    b.status["progress"] = copied_all(status)
     b.status["locked"] = True
     msg = (f"completed: applications reach PostgreSQL {spec.target.version} through Service "
            f"{spec.source.service_name}; the old server is stopped and kept until {cond.rfc3339(until)}")

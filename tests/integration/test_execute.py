@@ -177,3 +177,28 @@ def test_manual_switchover_waits_for_the_approval_annotation(
     st = wait_for(lambda: (s := _status(api, ns)).get("switchover", {}).get("fencedAt") and s, timeout=20,
                   what="the fence after approval")
     assert next(c for c in st["conditions"] if c["type"] == "SwitchoverApproved")["status"] == "True"
+
+
+def test_switchover_interrupted_before_the_repoint_is_rolled_back(
+        operator: OperatorProcess, api: kubernetes.client.ApiClient, namespace: str) -> None:
+    """A status that says a switchover started, with the Service still on the source (what a
+    crash mid-switchover leaves): the operator unfences and replicates again, and the stored
+    status really loses the started switchover (a merge patch must null the nested keys)."""
+    ns = namespace
+    batch, co = kubernetes.client.BatchV1Api(api), kubernetes.client.CustomObjectsApi(api)
+    core = kubernetes.client.CoreV1Api(api)
+    sources.create(api, ns, sources.statefulset(), sources.service(), sources.secret())
+    co.create_namespaced_custom_object(GROUP, VERSION, ns, PLURAL,
+                                       migration(mode="execute", target={"version": "18"}))
+    _pod_ready(core, ns, "m1-target-0")
+    _wait_phase(api, ns, "Checking")
+    _pass_preflight(api, ns, lambda: _read(lambda: batch.read_namespaced_job("m1-schema", ns)))
+    co.patch_namespaced_custom_object_status(GROUP, VERSION, ns, PLURAL, "m1", {"status": {
+        "phase": "SwitchingOver", "switchover": {"startedAt": "2026-01-01T00:00:00Z",
+                                                 "previousSelector": {"app": "pg"}}}})
+    st = wait_for(lambda: (s := _status(api, ns)).get("phase") == "Replicating" and s, timeout=30,
+                  what="the rollback to Replicating")
+    assert next(c for c in st["conditions"] if c["type"] == "Reconciling")["reason"] in (
+        "SwitchoverRecovered", "StartingReplication", "Retrying")
+    assert not st.get("switchover") and st.get("locked") is not True
+    assert core.read_namespaced_service("pg", ns).spec.selector == {"app": "pg"}

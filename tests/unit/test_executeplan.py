@@ -101,6 +101,7 @@ def test_logical_happy_path_to_completed() -> None:
     p = step(st, ExecuteObservation(schema_job=done, service_selector=OLD_SELECTOR, replication=caught_up))
     assert p.action == xp.Switchover("1234abcd", 20.0) and p.status["phase"] == "SwitchingOver"
     assert p.status["switchover"] == {"startedAt": "2026-03-01T12:00:00Z", "previousSelector": OLD_SELECTOR}
+    assert p.status["progress"]["percent"] == 100  # initial sync done: the data is in
     st = merged(st, p)
     after = xp.after_switchover(st, 1, NOW + timedelta(seconds=2), 0.8)
     assert after.status["locked"] is True and after.status["switchover"]["writeDowntimeSeconds"] == 0.8
@@ -113,6 +114,7 @@ def test_logical_happy_path_to_completed() -> None:
     fin = xp.after_finalize(merged(st, p), 1, NOW + timedelta(seconds=5), parse_spec(SPEC))
     assert fin.status["phase"] == "Completed" and cond(fin.status, "Ready")["status"] == "True"
     assert fin.status["switchover"]["retainSourceUntil"] == "2026-03-08T12:00:05Z"
+    assert fin.status["progress"]["percent"] == 100 and fin.status["progress"]["bytesTotal"] == 1000
     st = merged(st, fin)
     p = step(st, ExecuteObservation(service_selector=TARGET_LABELS), source=None)
     assert p.action is None and p.status["phase"] == "Completed" and p.events == []
