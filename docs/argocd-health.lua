@@ -5,7 +5,8 @@
 -- objects produced by the operator on a real apiserver (tests/integration/test_gitops_argocd_health.py).
 --   Degraded     Stalled=True or phase Failed: a human must act (the message says what)
 --   Suspended    phase Expired: the test server was removed after its TTL; nothing runs until the
---                spec changes (mode: execute) or the Migration is deleted
+--                spec changes (mode: execute) or the Migration is deleted. Also an execute with
+--                switchover: Manual that is ready and waits for its approval annotation
 --   Healthy      Ready=True: the test server is ready (mode: test) or the move completed (execute)
 --   Progressing  anything else, including a spec the operator has not observed yet
 local hs = {}
@@ -63,6 +64,13 @@ if phase == "Expired" then
   hs.status = "Suspended"
   hs.message = first_message(obj.status.message,
     "The test server expired; set spec.mode to execute or delete the Migration")
+  return hs
+end
+
+local approval = condition("SwitchoverApproved")
+if approval ~= nil and approval.status == "False" and approval.reason == "AwaitingApproval" then
+  hs.status = "Suspended"
+  hs.message = first_message(approval.message, "Waiting for approval to switch over")
   return hs
 end
 

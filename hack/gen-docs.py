@@ -142,7 +142,9 @@ What Argo CD shows:
 - **Degraded**: `Stalled=True` or phase `Failed`. A human must act; the message says what
   (e.g. `StatefulSet 'pg' not found`).
 - **Suspended**: phase `Expired`. The test server was removed after `spec.test.ttl`; nothing
-  happens until the spec changes (mode `execute`) or the Migration is deleted.
+  happens until the spec changes (mode `execute`) or the Migration is deleted. Also an execute
+  with `switchover: Manual` that is ready and waits for its approval annotation
+  (`SwitchoverApproved=False`, reason `AwaitingApproval`).
 - **Healthy**: `Ready=True`. The test server is ready (mode `test`; the message carries its
   address) or the move completed (mode `execute`).
 

@@ -43,6 +43,13 @@ def cond(type_: str, status: str, reason: str = "R", message: str = "") -> dict[
          conditions=[cond("Ready", "True", message="moved to 17")]), "Healthy", "moved to 17"),
     (mig(observedGeneration=1, phase="Expired", message="test server removed after its TTL",
          conditions=[cond("Ready", "False")]), "Suspended", "TTL"),
+    (mig(observedGeneration=1, phase="Replicating",
+         conditions=[cond("Ready", "False"), cond("Reconciling", "True"),
+                     cond("SwitchoverApproved", "False", "AwaitingApproval", "kubectl annotate migration m")]),
+     "Suspended", "kubectl annotate"),
+    (mig(observedGeneration=1, phase="SwitchingOver",
+         conditions=[cond("Ready", "False"), cond("Reconciling", "True", message="fencing writes"),
+                     cond("SwitchoverApproved", "True", "Approved")]), "Progressing", "fencing"),
 ])
 def test_health(obj: dict[str, Any], want: str, in_message: str) -> None:
     status, message = health(obj)
