@@ -3,6 +3,7 @@ and the abort paths that must leave the source exactly as it was."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import psycopg
@@ -129,3 +130,33 @@ def test_fence_restores_a_previous_setting(pg_factory: StartServer) -> None:
         src.execute("CREATE TABLE t (x int)")
     logical.unfence(src.ci(), state)
     assert fingerprint(src) == before
+
+
+def test_a_write_that_overrides_the_fence_is_caught_up_before_the_repoint(
+        pg_factory: StartServer, tmp_path: Path) -> None:
+    """The fence makes read-only the default; a client can override it (a superuser's tool, or
+    SET default_transaction_read_only = off). Such a write after the fence moves the source's
+    next transaction id: the catch-up notices, ends the sessions again and waits for the new
+    position, so the row is on the target before the repoint."""
+    from dbmigrate.engines.postgres.db import connect
+
+    src, tgt = pg_factory(15), pg_factory(18)
+    realistic.load(src, logical_ready=True, extensions=False)
+    _schema_copy(src, tgt, tmp_path)
+    names = _start_all(src, tgt)
+    with connect(src.ci()) as s0, connect(tgt.ci()) as t0:
+        srcs, tgts = {"postgres": s0}, {"postgres": t0}
+        only = [n for n in names if n.dbname == "postgres"]
+        keep = frozenset({s0.info.backend_pid})
+        state = logical.fence(src.ci(), grace=0.1, keep_pids=keep)
+        with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+            src.execute("INSERT INTO public.notes (body) VALUES ('polite')")
+        with psycopg.connect(src.dsn(), autocommit=True, options="-c default_transaction_read_only=off") as rogue:
+            rogue.execute("INSERT INTO public.notes (body) VALUES ('rogue')")
+        _, rechecks = logical._catch_up(srcs, tgts, only, state, keep, deadline=time.monotonic() + 20)
+    assert rechecks == 1
+    # Everything the source committed, the rogue row included, is on the target now.
+    assert tgt.scalar("SELECT count(*) FROM public.notes WHERE body = 'rogue'") == 1
+    logical.unfence(src.ci(), state)
+    for n in names:
+        logical.cleanup(src.ci(), tgt.ci(), n)

@@ -72,6 +72,7 @@ class FenceState:
     previous: str | None   # default_transaction_read_only in postgresql.auto.conf, if any
     lsn: str               # WAL position once every client session had ended
     terminated: int
+    next_xid: int = 0      # the next transaction id then: if it moves, someone wrote since
 
 
 def start(source: ConnInfo, target: ConnInfo, names: Names, *,
@@ -134,15 +135,19 @@ def fence(source: ConnInfo, *, grace: float = 1.0, timeout: float = 10.0,
         while int(fetch_one(s, q.CLIENTS_LEFT, keep)["n"]) and time.monotonic() < end:
             terminated += int(fetch_one(s, q.TERMINATE_CLIENTS, keep)["n"])
             time.sleep(POLL)
-        # A transactional message (ignored by pgoutput, changes no catalog or table) committed
-        # with synchronous_commit=on flushes WAL at once: walsenders only send flushed WAL,
-        # and on an async-commit source the last commits could otherwise wait for the WAL
-        # writer (wal_writer_delay).
-        with s.transaction():
-            execute(s, q.SYNC_COMMIT_LOCAL)
-            execute(s, q.FENCE_MESSAGE)
-        lsn = str(fetch_one(s, q.CURRENT_LSN)["lsn"])
-    return FenceState(previous, lsn, terminated)
+        lsn, next_xid = _mark(s)
+    return FenceState(previous, lsn, terminated, next_xid)
+
+
+def _mark(s: psycopg.Connection[Row]) -> tuple[str, int]:
+    """(WAL position to wait for, next transaction id). A transactional message (ignored by
+    pgoutput, changes no catalog or table) committed with synchronous_commit=on flushes WAL at
+    once: walsenders only send flushed WAL, and on an async-commit source the last commits
+    could otherwise wait for the WAL writer (wal_writer_delay)."""
+    with s.transaction():
+        execute(s, q.SYNC_COMMIT_LOCAL)
+        execute(s, q.FENCE_MESSAGE)
+    return str(fetch_one(s, q.CURRENT_LSN)["lsn"]), int(fetch_one(s, q.NEXT_XID)["xid"])
 
 
 def unfence(source: ConnInfo, state: FenceState | None) -> None:
@@ -234,11 +239,40 @@ def cleanup(source: ConnInfo, target: ConnInfo | None, names: Names, *, timeout:
         execute(s, q.drop_publication(names.publication))
 
 
+def _catch_up(src: dict[str, psycopg.Connection[Row]], tgt: dict[str, psycopg.Connection[Row]],
+              names: list[Names], state: FenceState, keep: frozenset[int],
+              deadline: float) -> tuple[float, int]:
+    """Wait until the target applied everything up to the fence, copy the sequences, and make
+    sure nothing was written meanwhile. The read-only default does not stop a session that
+    overrides it (SET default_transaction_read_only = off, BEGIN READ WRITE, a superuser's
+    tool): if any transaction got an id after the fence, end the sessions again and wait for
+    the new position, until the deadline. Returns (when the catch-up first completed, how many
+    times writes after the fence had to be caught up too)."""
+    lsn, mark = state.lsn, state.next_xid
+    rechecks = 0
+    first = next(iter(src.values()))
+    caught_up: float | None = None
+    while True:
+        _wait_applied(src, names, lsn, max(0.0, deadline - time.monotonic()))
+        caught_up = caught_up or time.monotonic()
+        for n in names:
+            _copy_sequences(src[n.dbname], tgt[n.dbname])
+        if int(fetch_one(first, q.NEXT_XID)["xid"]) == mark:
+            return caught_up, rechecks
+        if time.monotonic() > deadline:
+            raise TimeoutError("the source kept taking writes after the fence "
+                               "(a session overriding default_transaction_read_only)")
+        fetch_one(first, q.TERMINATE_CLIENTS, [list(keep)])
+        lsn, mark = _mark(first)
+        rechecks += 1
+
+
 @dataclass(frozen=True)
 class SwitchoverResult:
     fence_seconds: float       # fence -> caught up -> sequences -> repointed: writes stopped
     lsn: str
     phases: dict[str, float]   # fence, catch_up, sequences, repoint (seconds each)
+    rechecks: int = 0          # writes that got past the fence, caught up before the repoint
 
 
 def switchover(source: ConnInfo, target: ConnInfo, names: list[Names], repoint: Callable[[], None],
@@ -253,14 +287,11 @@ def switchover(source: ConnInfo, target: ConnInfo, names: list[Names], repoint: 
         src = {n.dbname: stack.enter_context(connect(source, n.dbname)) for n in names}
         tgt = {n.dbname: stack.enter_context(connect(target, n.dbname)) for n in names}
         t0 = time.monotonic()
-        state = fence(source, grace=grace,
-                      keep_pids=frozenset(c.info.backend_pid for c in src.values()))
+        keep = frozenset(c.info.backend_pid for c in src.values())
+        state = fence(source, grace=grace, keep_pids=keep)
         t1 = time.monotonic()
         try:
-            _wait_applied(src, names, state.lsn, max(0.0, max_write_downtime - (t1 - t0)))
-            t2 = time.monotonic()
-            for n in names:
-                _copy_sequences(src[n.dbname], tgt[n.dbname])
+            t2, rechecks = _catch_up(src, tgt, names, state, keep, deadline=t0 + max_write_downtime)
         except (TimeoutError, psycopg.Error) as e:
             unfence(source, state)
             raise SwitchoverAborted(str(e)) from e
@@ -272,4 +303,4 @@ def switchover(source: ConnInfo, target: ConnInfo, names: list[Names], repoint: 
     for n in names:
         refresh_matviews(target, n.dbname)
         cleanup(source, target, n)
-    return SwitchoverResult(elapsed, state.lsn, phases)
+    return SwitchoverResult(elapsed, state.lsn, phases, rechecks)

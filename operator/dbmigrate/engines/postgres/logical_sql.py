@@ -29,6 +29,9 @@ DROP_SLOT_BY_NAME = "SELECT pg_drop_replication_slot(%s)"
 CURRENT_LSN = "SELECT pg_current_wal_lsn()::text AS lsn"
 SYNC_COMMIT_LOCAL = "SET LOCAL synchronous_commit = on"
 FENCE_MESSAGE = "SELECT pg_logical_emit_message(true, 'dbmigrate', 'fence')"
+# The next transaction id to be assigned: it moves only when some transaction writes.
+# (txid_* rather than pg_current_snapshot(): it exists on every supported source version.)
+NEXT_XID = "SELECT txid_snapshot_xmax(txid_current_snapshot()) AS xid"
 
 # Fence. The previous value is read from the file ALTER SYSTEM writes, to restore it exactly.
 AUTO_CONF_READ_ONLY = """
