@@ -30,6 +30,7 @@ from .workload import (
     condition,
     deploy_source,
     mig,
+    migration,
     phase,
     psql,
     psql_via,
@@ -41,17 +42,8 @@ from .workload import (
 pytestmark = pytest.mark.e2e
 NAME = "pg-to-18"
 APPROVE = "dbmigrate.dev/approve-switchover"
-MIGRATION = f"""
-apiVersion: dbmigrate.dev/v1alpha1
-kind: Migration
-metadata:
-  name: {NAME}
-spec:
-  mode: execute
-  source: {{statefulSetName: pg, serviceName: pg, credentialsSecretName: pg-admin}}
-  target: {{version: "18"}}
-  execute: {{strategy: logical, switchover: Manual, maxWriteDowntime: 120s, retainSourceFor: 72h}}
-"""
+MIGRATION = migration(NAME, "execute", "18",
+                      execute="{strategy: logical, switchover: Manual, maxWriteDowntime: 120s, retainSourceFor: 72h}")
 
 
 def _awaiting_approval(obj: dict[str, object]) -> bool:
@@ -59,9 +51,7 @@ def _awaiting_approval(obj: dict[str, object]) -> bool:
     return phase(obj) == "Replicating" and c.get("reason") == "AwaitingApproval"  # type: ignore[arg-type]
 
 
-def test_execute_15_to_18_under_writes_survives_a_crash_mid_switchover(
-        cluster: Kubectl, operator: str, ns: str) -> None:
-    # 1. source, data, application
+def _source_with_application(cluster: Kubectl, ns: str) -> str:
     password = deploy_source(cluster, ns)
     psql(cluster, ns, "CREATE DATABASE shop")
     psql(cluster, ns, "CREATE DATABASE crm")
@@ -70,6 +60,36 @@ def test_execute_15_to_18_under_writes_survives_a_crash_mid_switchover(
     psql(cluster, ns, "CREATE TABLE customers (id int GENERATED ALWAYS AS IDENTITY PRIMARY KEY, name text); "
                       "INSERT INTO customers (name) SELECT 'Zoë ' || g FROM generate_series(1, 300) g", "crm")
     start_writer(cluster, ns, password)
+    return password
+
+
+def _hold_lock(cluster: Kubectl, ns: str, pod: str) -> subprocess.Popen[bytes]:
+    """A session on the new server holding a lock on the written table: the apply of the
+    application's rows waits for it, so the final catch-up cannot finish (a real fault, no mock)."""
+    locker = subprocess.Popen(
+        [cluster.binary, "--kubeconfig", cluster.kubeconfig, "-n", ns, "exec", pod, "--", "env",
+         "PGAPPNAME=e2e-lock", "psql", "-U", "postgres", "-d", "shop", "-c",
+         "BEGIN; LOCK TABLE acks IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(900)"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while psql(cluster, ns, "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
+                            "WHERE c.relname = 'acks' AND l.mode = 'AccessExclusiveLock' AND l.granted",
+               "shop", pod=pod) != "1":
+        assert time.monotonic() < deadline, "the lock on the new server was never taken"
+        time.sleep(0.5)
+    return locker
+
+
+def _release_lock(cluster: Kubectl, ns: str, pod: str, locker: subprocess.Popen[bytes]) -> None:
+    psql(cluster, ns, "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                      "WHERE application_name = 'e2e-lock'", pod=pod)
+    locker.kill()
+
+
+def test_execute_15_to_18_under_writes_survives_a_crash_mid_switchover(
+        cluster: Kubectl, operator: str, ns: str) -> None:
+    # 1. source, data, application
+    password = _source_with_application(cluster, ns)
 
     # 2. the Migration; it replicates and waits for approval
     t_start = time.monotonic()
@@ -82,18 +102,8 @@ def test_execute_15_to_18_under_writes_survives_a_crash_mid_switchover(
 
     # 3. the catch-up cannot finish (a lock on the new server), approve, kill the operator mid-switchover
     target_pod = f"{NAME}-target-0"
-    locker = subprocess.Popen(
-        [cluster.binary, "--kubeconfig", cluster.kubeconfig, "-n", ns, "exec", target_pod, "--", "env",
-         "PGAPPNAME=e2e-lock", "psql", "-U", "postgres", "-d", "shop", "-c",
-         "BEGIN; LOCK TABLE acks IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(900)"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    locker = _hold_lock(cluster, ns, target_pod)
     try:
-        deadline = time.monotonic() + 60
-        while psql(cluster, ns, "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
-                                "WHERE c.relname = 'acks' AND l.mode = 'AccessExclusiveLock' AND l.granted",
-                   "shop", pod=target_pod) != "1":
-            assert time.monotonic() < deadline, "the lock on the new server was never taken"
-            time.sleep(0.5)
         cluster.run("-n", ns, "annotate", "mig", NAME, f"{APPROVE}=true")
         wait_status(cluster, ns, NAME, "switching over",
                     lambda o: bool((o.get("status") or {}).get("switchover", {}).get("startedAt")), timeout=60)
@@ -118,9 +128,7 @@ def test_execute_15_to_18_under_writes_survives_a_crash_mid_switchover(
         assert phase(mig(cluster, ns, NAME)) == "SwitchingOver"
     finally:
         # The fault ends: the locking session goes (the operator is dead by now, or never fenced).
-        psql(cluster, ns, "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                          "WHERE application_name = 'e2e-lock'", pod=target_pod)
-        locker.kill()
+        _release_lock(cluster, ns, target_pod, locker)
 
     # 4. a fresh operator rolls back to replicating: the source is unfenced and takes writes again
     obj = wait_status(cluster, ns, NAME, "recovered and awaiting approval again",
@@ -182,3 +190,40 @@ def test_execute_15_to_18_under_writes_survives_a_crash_mid_switchover(
     print(cluster.run("-n", ns, "get", "mig", NAME))
     print(cluster.run("-n", ns, "describe", "mig", NAME))
 
+
+
+def test_execute_that_cannot_catch_up_in_time_fails_with_the_source_serving(
+        cluster: Kubectl, operator: str, ns: str) -> None:
+    """maxWriteDowntime 5s and a catch-up held back by a lock on the new server: the operator
+    unfences the source and fails cleanly; the application writes to the 15 server as before,
+    no replication object is left on it, the Service never moved, nothing is locked."""
+    _source_with_application(cluster, ns)
+    name = "pg-abort"
+    cluster.apply(MIGRATION.replace(NAME, name).replace("maxWriteDowntime: 120s", "maxWriteDowntime: 5s"), ns)
+    wait_status(cluster, ns, name, "awaiting approval", _awaiting_approval, timeout=900)
+    target_pod = f"{name}-target-0"
+    locker = _hold_lock(cluster, ns, target_pod)
+    try:
+        t_approved = time.time()
+        cluster.run("-n", ns, "annotate", "mig", name, f"{APPROVE}=true")
+        obj = wait_status(cluster, ns, name, "Failed", lambda o: phase(o) == "Failed", timeout=120, fail_phases=())
+    finally:
+        _release_lock(cluster, ns, target_pod, locker)
+    st = obj["status"]
+    assert condition(obj, "Stalled")["reason"] == "SwitchoverAborted" and st.get("locked") is not True
+    assert "unfenced" in st["message"] and "maxWriteDowntime" in condition(obj, "Reconciling")["message"]
+    events = cluster.run("-n", ns, "get", "events", "--field-selector", f"involvedObject.name={name}",
+                         "-o", "jsonpath={range .items[*]}{.type} {.reason}{'\\n'}{end}")
+    assert "Warning SwitchoverAborted" in events and "PointOfNoReturn" not in events
+    # The source, as before: writable, its Service unchanged, no slot or publication left.
+    assert psql(cluster, ns, "SHOW default_transaction_read_only") == "off"
+    assert cluster.run("-n", ns, "get", "svc", "pg", "-o", "jsonpath={.spec.selector}") == '{"app":"pg"}'
+    assert psql(cluster, ns, "SELECT count(*) FROM pg_replication_slots") == "0"
+    assert psql(cluster, ns, "SELECT count(*) FROM pg_publication", "shop") == "0"
+    before = int(psql(cluster, ns, "SELECT count(*) FROM acks", "shop"))
+    time.sleep(3)
+    assert int(psql(cluster, ns, "SELECT count(*) FROM acks", "shop")) > before
+    log = writer_log(cluster, ns)
+    gap, _ = log.longest_gap(after=t_approved - 1)
+    print(json.dumps({"scenario": "execute aborted", "appLongestGapSeconds": round(gap, 3)}))
+    assert gap < 20, f"the application could not write for {gap:.1f}s"

@@ -24,6 +24,7 @@ from .workload import (
     OPERATOR_SELECTOR,
     condition,
     deploy_source,
+    migration,
     phase,
     psql,
     psql_via,
@@ -34,17 +35,7 @@ from .workload import (
 
 pytestmark = pytest.mark.e2e
 NAME = "pg-test-18"
-MIGRATION = f"""
-apiVersion: dbmigrate.dev/v1alpha1
-kind: Migration
-metadata:
-  name: {NAME}
-spec:
-  mode: test
-  source: {{statefulSetName: pg, serviceName: pg, credentialsSecretName: pg-admin}}
-  target: {{version: "18"}}
-  test: {{ttl: 2m}}
-"""
+MIGRATION = migration(NAME, "test", "18", test="{ttl: 2m}")
 ROWS = 1_500_000
 LABEL = f"dbmigrate.dev/migration={NAME}"
 

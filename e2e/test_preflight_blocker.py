@@ -15,20 +15,11 @@ from __future__ import annotations
 import pytest
 
 from .conftest import Kubectl
-from .workload import condition, deploy_source, phase, psql, wait_status
+from .workload import condition, deploy_source, migration, phase, psql, wait_status
 
 pytestmark = pytest.mark.e2e
 NAME = "pg-to-16"
-MIGRATION = f"""
-apiVersion: dbmigrate.dev/v1alpha1
-kind: Migration
-metadata:
-  name: {NAME}
-spec:
-  mode: test
-  source: {{statefulSetName: pg, serviceName: pg, credentialsSecretName: pg-admin}}
-  target: {{version: "16"}}
-"""
+MIGRATION = migration(NAME, "test", "16")
 
 
 def test_missing_extension_in_target_image_blocks_until_fixed(cluster: Kubectl, operator: str, ns: str) -> None:

@@ -119,6 +119,22 @@ def writer_log(cluster: Kubectl, ns: str) -> WriterLog:
     return WriterLog(acked, errors)
 
 
+def migration(name: str, mode: str, version: str, **settings: str) -> str:
+    """A Migration of the source `pg` as a user writes it; settings: test=..., execute=...
+    (flow mappings, e.g. execute="{strategy: logical}")."""
+    extra = "".join(f"\n  {k}: {v}" for k, v in settings.items())
+    return f"""
+apiVersion: dbmigrate.dev/v1alpha1
+kind: Migration
+metadata:
+  name: {name}
+spec:
+  mode: {mode}
+  source: {{statefulSetName: pg, serviceName: pg, credentialsSecretName: pg-admin}}
+  target: {{version: "{version}"}}{extra}
+"""
+
+
 def mig(cluster: Kubectl, ns: str, name: str) -> dict[str, Any]:
     return json.loads(cluster.run("-n", ns, "get", "mig", name, "-o", "json"))
 

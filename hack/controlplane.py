@@ -36,6 +36,22 @@ HACK = Path(__file__).resolve().parent
 SERVICE_CIDR = "10.96.0.0/16"
 
 
+def stop_process(proc: subprocess.Popen[bytes] | None, kill: bool = False, timeout: float = 20) -> None:
+    """End a child process: SIGKILL at once (kill=True: a crash) or SIGTERM, then SIGKILL after
+    `timeout` seconds; reaped either way."""
+    if proc is None or proc.poll() is not None:
+        return
+    if kill:
+        proc.kill()
+    else:
+        proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))

@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from controlplane import ControlPlane, free_port, k8s_bin_dir
+from controlplane import ControlPlane, free_port, k8s_bin_dir, stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "dbmigrate"
@@ -160,16 +160,7 @@ class ChartOperator:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
     def stop(self, kill: bool = False) -> None:
-        if self.proc and self.proc.poll() is None:
-            if kill:
-                self.proc.kill()
-            else:
-                self.proc.terminate()
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, kill, timeout=30)
 
 
 def wait_until(fn: Any, timeout: float = 60, interval: float = 0.5, what: str = "") -> Any:

@@ -22,7 +22,7 @@ import pytest
 import yaml
 from kubernetes.client.exceptions import ApiException
 
-from controlplane import ControlPlane, free_port
+from controlplane import ControlPlane, free_port, stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD = ROOT / "crds" / "dbmigrate.dev_migrations.yaml"
@@ -117,16 +117,7 @@ class OperatorProcess:
         wait_for(up, timeout=timeout, what="operator metrics endpoint")
 
     def stop(self, kill: bool = False) -> None:
-        if self.proc and self.proc.poll() is None:
-            if kill:
-                self.proc.kill()
-            else:
-                self.proc.terminate()
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, kill, timeout=20)
 
     def tail(self, n: int = 80) -> str:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:]) if self.log.exists() else ""
