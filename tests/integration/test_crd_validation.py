@@ -113,7 +113,7 @@ def test_minimal_manifest_gets_defaults(api: kubernetes.client.ApiClient, namesp
     assert spec["source"]["passwordKey"] == "password"
     # ttl and retainSourceFor have no CRD default: the operator fills in its own (Helm values).
     assert spec["test"] == {}
-    assert spec["execute"] == {"strategy": "auto", "maxWriteDowntime": "30s"}
+    assert spec["execute"] == {"strategy": "auto", "maxWriteDowntime": "30s", "switchover": "Automatic"}
 
 
 @pytest.mark.parametrize("doc", [
