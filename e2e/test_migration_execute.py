@@ -135,7 +135,8 @@ def test_execute_15_to_18_under_writes_survives_a_crash_mid_switchover(
                       lambda o: _awaiting_approval(o) and not (o["status"].get("switchover") or {}), timeout=300)
     events = cluster.run("-n", ns, "get", "events", "--field-selector", f"involvedObject.name={NAME}",
                          "-o", "jsonpath={range .items[*]}{.reason}{'\\n'}{end}")
-    assert "PointOfNoReturn" not in events and obj["status"].get("locked") is not True
+    assert "PointOfNoReturn" not in events and "SwitchoverRecovered" in events
+    assert obj["status"].get("locked") is not True
     assert psql(cluster, ns, "SHOW default_transaction_read_only") == "off"
     assert cluster.run("-n", ns, "get", "svc", "pg", "-o", "jsonpath={.spec.selector.app}") == "pg"
     before = int(psql(cluster, ns, "SELECT count(*) FROM acks", "shop"))

@@ -147,10 +147,10 @@ def plan_execute(b: _Builder, spec: MigrationSpec, t: TargetObservation, x: Exec
             b.progressing("SwitchingOver", "PointOfNoReturn", "the Service already points at the new server")
             return b.plan()
         b.status["switchover"] = None
-        b.progressing("Replicating", "SwitchoverRecovered",
-                      "a switchover was interrupted before the point of no return: unfencing the source and "
-                      "replicating again")
-        return b.plan(RecoverSwitchover(tag))
+        msg = ("a switchover was interrupted before the point of no return: unfencing the source and "
+               "replicating again")
+        b.progressing("Replicating", "SwitchoverRecovered", msg)
+        return b.plan(RecoverSwitchover(tag), [Event("Warning", "SwitchoverRecovered", msg)])
     job = x.schema_job
     if job is None or not job.succeeded:
         return _job_phase(b, job, worker_image, "copying roles and schema into the target", CreateSchemaJob,

@@ -133,6 +133,7 @@ def test_crash_before_repoint_unfences_and_replicates_again() -> None:
     p = step(st, ExecuteObservation(schema_job=JobObservation(succeeded=True), service_selector=OLD_SELECTOR))
     assert p.action == xp.RecoverSwitchover("1234abcd") and p.status["phase"] == "Replicating"
     assert p.status["switchover"] is None
+    assert ("Warning", "SwitchoverRecovered") in [(e.type, e.reason) for e in p.events]
     assert "locked" not in p.status
 
 
