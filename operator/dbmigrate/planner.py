@@ -383,7 +383,7 @@ def _copy(b: _Builder, spec: MigrationSpec, t: TargetObservation, worker_image: 
     total = int((status.get("progress") or {}).get("bytesTotal") or 0)
     if job.succeeded:  # the Job exits 0 only when verification found no difference
         r = job.result or {}
-        msg = (f"copied and verified {r.get('databases', '?')} database(s), {_mb(r.get('bytes'))} MB of "
+        msg = (f"copied and verified {r.get('databases', '?')} database(s), {human_bytes(r.get('bytes'))} of "
                f"table data in {r.get('seconds', '?')} s")
         b.set(cond.COPY_VERIFIED, "True", "CopyVerified", msg)
         done = total or int(str(r.get("bytes") or 0))
@@ -416,8 +416,14 @@ def _target_status(name: str, namespace: str) -> dict[str, Any]:
             "host": resources.service_host(n["service"], namespace), "port": resources.PG_PORT}
 
 
-def _mb(v: object) -> int:
-    return int(int(str(v or 0)) / 1_000_000)
+def human_bytes(v: object) -> str:
+    """1234567 -> '1.2 MB' (decimal units, as storage is sold); a small copy is not '0 MB'."""
+    n = float(str(v or 0))
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000:
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"
 
 
 def _progress(copied: int, total: int) -> dict[str, Any]:

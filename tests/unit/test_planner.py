@@ -355,3 +355,9 @@ def test_merge_patch_removes_keys_dropped_from_nested_objects() -> None:
     assert patch == {"phase": "Replicating", "switchover": {"startedAt": None, "previousSelector": {"app": "pg"}},
                      "replication": {"lagBytes": 0, "initialSyncDone": True}}
     assert planner.merge_patch(current, {"switchover": None}) == {"switchover": None}
+
+
+@pytest.mark.parametrize(("n", "text"), [(0, "0 B"), (999, "999 B"), (8_658_279, "8.7 MB"), (1_193_361_923, "1.2 GB"),
+                                         (5 * 10**12, "5.0 TB"), (None, "0 B")])
+def test_human_bytes(n: object, text: str) -> None:
+    assert planner.human_bytes(n) == text
