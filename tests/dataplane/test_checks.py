@@ -3,6 +3,7 @@ and looking for the finding against real 16 (no ICU, few extensions), 17 and 18 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -181,3 +182,17 @@ def test_target_info_from_image_share_dir(targets: dict[int, TargetInfo]) -> Non
     offline = TargetInfo.from_sharedir(18, share)
     assert set(offline.extensions) == set(targets[18].extensions)
     assert "1.8" in offline.extensions["hstore"]
+
+
+def test_md5_password_refused_by_a_scram_only_target(source: PgServer, targets: dict[int, TargetInfo],
+                                                      findings: dict[int, list[Finding]]) -> None:
+    """Roles move with their password hashes: an MD5 hash cannot log in where pg_hba.conf takes
+    scram-sha-256 only (these targets, like the official images)."""
+    for major, fs in findings.items():
+        assert targets[major].hba_methods == {"scram-sha-256"}
+        [f] = find(fs, "MD5_PASSWORD_REFUSED")
+        assert (f.object, f.severity) == ("legacy", Severity.BLOCKER) and "password_encryption" in f.hint
+    # A target that still accepts md5 (or whose rules are unknown) raises nothing.
+    for methods in ({"md5", "scram-sha-256"}, None):
+        t = dataclasses.replace(targets[18], hba_methods=methods)
+        assert not find(check(source.ci(), t), "MD5_PASSWORD_REFUSED")

@@ -15,10 +15,12 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psycopg
+
 from ..base import Finding, Severity
 from . import checks_sql as q
 from .conninfo import ConnInfo
-from .db import connect, fetch, fetch_one
+from .db import Row, connect, fetch, fetch_one
 from .incompat import applicable
 from .inventory import Inventory, collect
 
@@ -40,6 +42,8 @@ class TargetInfo:
     extensions: dict[str, set[str]] = field(default_factory=dict)  # name -> versions
     icu: bool = True
     locales: set[str] | None = None
+    # Authentication methods of pg_hba.conf's TCP rules; None means unknown (skip that check).
+    hba_methods: set[str] | None = None
 
     @classmethod
     def from_server(cls, ci: ConnInfo) -> TargetInfo:
@@ -52,6 +56,7 @@ class TargetInfo:
                 extensions=exts,
                 icu=bool(fetch_one(conn, q.TARGET_ICU)["icu"]),
                 locales={_norm_locale(r["locale"]) for r in fetch(conn, q.TARGET_LOCALES)},
+                hba_methods=_hba_methods(conn),
             )
 
     @classmethod
@@ -64,6 +69,13 @@ class TargetInfo:
             if m:
                 exts.setdefault(m.group(1), set()).add(m.group(2))
         return cls(major=major, extensions=exts, icu=icu)
+
+
+def _hba_methods(conn: psycopg.Connection[Row]) -> set[str] | None:
+    try:
+        return {str(r["auth_method"]) for r in fetch(conn, q.TARGET_HBA_METHODS)}
+    except psycopg.errors.InsufficientPrivilege:
+        return None
 
 
 def _f(sev: Severity, code: str, obj: str, msg: str, hint: str, applies_to: str = "all") -> Finding:
@@ -80,6 +92,7 @@ def check(source: ConnInfo, target: TargetInfo, *, inventory: Inventory | None =
     findings += _reg_columns(source, inv)
     findings += _online(source, inv)
     findings += _incompat(source, inv, target)
+    findings += _md5_logins(source, target)
     return findings
 
 
@@ -189,6 +202,26 @@ def _online(source: ConnInfo, inv: Inventory) -> list[Finding]:
                           f"{len(inv.databases)} databases needs {need}",
                           f"raise {name} to at least {need + used} (needs a restart)", "logical"))
     return out
+
+
+# An MD5 hash can only be checked by these methods (password: sent in clear, hashed by the server).
+_MD5_CAPABLE = {"md5", "password", "trust"}
+
+
+def _md5_logins(source: ConnInfo, t: TargetInfo) -> list[Finding]:
+    """Roles travel with their password hashes. A target whose pg_hba.conf only takes
+    scram-sha-256 over TCP (the official images' default) refuses an MD5 hash: the application
+    would be locked out right after the move."""
+    if not t.hba_methods or "scram-sha-256" not in t.hba_methods or t.hba_methods & _MD5_CAPABLE:
+        return []
+    with connect(source) as conn:
+        roles = [str(r["object"]) for r in fetch(conn, q.MD5_LOGIN_ROLES)]
+    methods = ", ".join(sorted(t.hba_methods))
+    return [_f(Severity.BLOCKER, "MD5_PASSWORD_REFUSED", role,
+               f"role {role} has an MD5 password hash; the target server authenticates TCP "
+               f"connections with {methods} only, so this role could not log in there",
+               "on the source: SET password_encryption = 'scram-sha-256'; then ALTER ROLE ... "
+               "PASSWORD '<the same password>' (same password, new hash)") for role in roles]
 
 
 def _incompat(source: ConnInfo, inv: Inventory, t: TargetInfo) -> list[Finding]:

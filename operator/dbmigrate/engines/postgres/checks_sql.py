@@ -36,7 +36,12 @@ ORDER BY 1
 SLOTS_USED = "SELECT count(*) AS n FROM pg_replication_slots"
 SENDERS_USED = "SELECT count(*) AS n FROM pg_stat_replication"
 
+# Login roles whose password is stored as an MD5 hash (server-wide; needs a superuser).
+MD5_LOGIN_ROLES = "SELECT rolname AS object FROM pg_authid WHERE rolcanlogin AND rolpassword LIKE 'md5%' ORDER BY 1"
+
 # --- target capabilities (run on the target server) ---
+# How the target authenticates TCP connections (pg_hba.conf; readable by a superuser).
+TARGET_HBA_METHODS = "SELECT DISTINCT auth_method FROM pg_hba_file_rules WHERE type <> 'local' AND error IS NULL"
 TARGET_EXTENSIONS = "SELECT name, version FROM pg_available_extension_versions"
 # Without ICU, 16 still defines the 'unicode' collation; only ICU builds import und-x-icu.
 TARGET_ICU = "SELECT count(*) > 0 AS icu FROM pg_collation WHERE collname = 'und-x-icu'"
