@@ -213,6 +213,13 @@ def test_execute_that_cannot_catch_up_in_time_fails_with_the_source_serving(
     st = obj["status"]
     assert condition(obj, "Stalled")["reason"] == "SwitchoverAborted" and st.get("locked") is not True
     assert "unfenced" in st["message"] and "maxWriteDowntime" in condition(obj, "Reconciling")["message"]
+    # Terminal: the replication objects are removed (retried until done), and nothing starts again
+    # (the approval annotation is still there).
+    wait_status(cluster, ns, name, "the source restored",
+                lambda o: bool(o["status"].get("switchover", {}).get("sourceRestored")), timeout=90, fail_phases=())
+    time.sleep(12)  # more than one resync period
+    obj = mig(cluster, ns, name)
+    assert phase(obj) == "Failed" and not obj["status"]["switchover"].get("startedAt")
     events = cluster.run("-n", ns, "get", "events", "--field-selector", f"involvedObject.name={name}",
                          "-o", "jsonpath={range .items[*]}{.type} {.reason}{'\\n'}{end}")
     assert "Warning SwitchoverAborted" in events and "PointOfNoReturn" not in events

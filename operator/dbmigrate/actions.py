@@ -93,6 +93,9 @@ async def perform(ctx: Context, action: object, obs: SourceObservation | None) -
         await kube.repoint_service(ctx.ns, ctx.spec.source.service_name, _target_labels(ctx))
     elif isinstance(action, xp.Finalize):
         return await finalize(ctx, action)
+    elif isinstance(action, xp.RestoreSource):
+        await restore_source(ctx, action)
+        return xp.after_restore(ctx.status, ctx.generation, datetime.now(UTC))
     return None
 
 
@@ -227,12 +230,25 @@ async def switchover(ctx: Context, action: xp.Switchover) -> planner.Plan:
                                           action.max_write_downtime)
     except logical.SwitchoverAborted as e:
         msg = safe_error(e, *pws)
+        cleaned = True
         try:
             await asyncio.to_thread(online.cleanup, source, target, action.tag)
-        except Exception as ce:  # leave a note; the source is unfenced either way
+        except Exception as ce:  # retried by RestoreSource; the source is unfenced either way
             ctx.logger.warning("cleanup after the aborted switchover failed: %s", safe_error(ce, *pws))
-        return xp.after_abort(ctx.status, ctx.generation, datetime.now(UTC), msg)
+            cleaned = False
+        return xp.after_abort(ctx.status, ctx.generation, datetime.now(UTC), msg, cleaned)
     return xp.after_switchover(ctx.status, ctx.generation, datetime.now(UTC), seconds)
+
+
+async def restore_source(ctx: Context, action: xp.RestoreSource) -> None:
+    from .engines.postgres import online
+
+    source, target, _ = await connections(ctx)
+    if action.strategy == "logical":
+        await asyncio.to_thread(online.cleanup, source, target, action.tag)
+    else:
+        await asyncio.to_thread(online.unfence, source)
+    ctx.logger.info("source restored after the aborted execute (strategy %s)", action.strategy)
 
 
 async def finalize(ctx: Context, action: xp.Finalize) -> planner.Plan:

@@ -63,6 +63,15 @@ class RecoverSwitchover:
 
 
 @dataclass(frozen=True)
+class RestoreSource:
+    """After an abort: leave the source as it was. Strategy logical: remove the replication
+    objects (the engine already unfenced); dump: unfence. Repeated until it succeeds."""
+
+    tag: str
+    strategy: str
+
+
+@dataclass(frozen=True)
 class FenceSource:
     """Strategy dump: stop writes on the source before the copy."""
 
@@ -79,7 +88,7 @@ class Finalize:
 
 
 ExecuteAction = (ResetTestServer | CreateSchemaJob | StartReplication | Switchover | RecoverSwitchover
-                 | FenceSource | Repoint | Finalize)
+                 | RestoreSource | FenceSource | Repoint | Finalize)
 
 
 def replication_tag(uid: str) -> str:
@@ -134,6 +143,13 @@ def plan_execute(b: _Builder, spec: MigrationSpec, t: TargetObservation, x: Exec
     # -- after the point of no return: only forward ---------------------------------------------
     if sw.get("pointOfNoReturnAt"):
         return _finalize(b, spec, x, sw, tag, strategy)
+    if sw.get("abortedAt"):
+        # Terminal (a new Migration retries): never fence or replicate again, only make sure
+        # the source is left as it was.
+        b.status["phase"], b.status["message"] = "Failed", status.get("message")
+        if not sw.get("sourceRestored"):
+            return b.plan(RestoreSource(tag, strategy))
+        return b.plan()
     if strategy == "dump":
         if not sw.get("fencedAt") and awaiting_approval(b, spec, x, "the target is ready"):
             return b.plan()
@@ -230,10 +246,10 @@ def _dump(b: _Builder, t: TargetObservation, x: ExecuteObservation, sw: dict[str
     if job is None or not job.succeeded:
         if job is not None and job.failed:
             r = job.result or {}
-            msg = f"the copy failed ({r.get('diff') or r.get('error') or job.failure}); the source was unfenced"
-            b.status["switchover"] = None
+            msg = f"the copy failed ({r.get('diff') or r.get('error') or job.failure}); unfencing the source"
+            b.status["switchover"] = {"abortedAt": cond.rfc3339(b.now), "sourceRestored": False}
             b.stalled("Failed", "CopyFailed", msg, "the source serves writes again; create a new Migration")
-            return b.plan(RecoverSwitchover(tag), [Event("Warning", "CopyFailed", msg)])
+            return b.plan(RestoreSource(tag, "dump"), [Event("Warning", "CopyFailed", msg)])
         from .planner import CreateCopyJob
 
         if job is None and worker_image is not None:
@@ -291,12 +307,15 @@ def after_switchover(status: dict[str, Any], generation: int, now: datetime, sec
     return b.plan(extra=[Event("Normal", "PointOfNoReturn", msg)])
 
 
-def after_abort(status: dict[str, Any], generation: int, now: datetime, reason: str) -> Plan:
-    """The target did not catch up in time: the source was unfenced and serves writes as before."""
+def after_abort(status: dict[str, Any], generation: int, now: datetime, reason: str,
+                cleaned: bool = True) -> Plan:
+    """The target did not catch up in time: the source was unfenced and serves writes as before.
+    Terminal; if removing the replication objects failed, it is retried (RestoreSource)."""
     b = _Builder(status, generation, now)
-    b.status["switchover"] = None
+    b.status["switchover"] = {"abortedAt": cond.rfc3339(now), "sourceRestored": cleaned}
+    left = "replication objects were removed" if cleaned else "removing the replication objects"
     msg = (f"switchover aborted before the point of no return ({reason}); the source was unfenced and "
-           f"serves writes as before, replication objects were removed")
+           f"serves writes as before, {left}")
     b.stalled("Failed", "SwitchoverAborted", msg,
               "raise spec.execute.maxWriteDowntime or reduce write load, then create a new Migration")
     return b.plan(extra=[Event("Warning", "SwitchoverAborted", msg)])
@@ -317,3 +336,12 @@ def after_finalize(status: dict[str, Any], generation: int, now: datetime, spec:
     b.status["phase"] = "Completed"
     b.status["message"] = msg
     return b.plan(extra=[Event("Normal", "Completed", msg)])
+
+
+def after_restore(status: dict[str, Any], generation: int, now: datetime) -> Plan:
+    """RestoreSource succeeded: nothing of the Migration is left on the source."""
+    b = _Builder(status, generation, now)
+    b.status["switchover"] = {**(status.get("switchover") or {}), "sourceRestored": True}
+    b.status["phase"], b.status["message"] = "Failed", status.get("message")
+    return b.plan(extra=[Event("Normal", "SourceRestored",
+                               "the source is as before the Migration: unfenced, no replication objects")])

@@ -137,11 +137,29 @@ def test_crash_before_repoint_unfences_and_replicates_again() -> None:
     assert "locked" not in p.status
 
 
-def test_abort_fails_cleanly() -> None:
-    p = xp.after_abort({"switchover": {"startedAt": "x"}}, 1, NOW, "timed out after 20.0s")
-    assert p.status["phase"] == "Failed" and p.status["switchover"] is None
+def test_abort_fails_cleanly_and_stays_failed() -> None:
+    """An abort is terminal: later reconciles never fence or replicate again; they only retry
+    the removal of the replication objects until it worked."""
+    st = merged(checked(), step(checked()))
+    done = JobObservation(succeeded=True)
+    st = merged(st, step(st, ExecuteObservation(schema_job=done, service_selector=OLD_SELECTOR)))
+    st = merged(st, step(st, ExecuteObservation(schema_job=done, service_selector=OLD_SELECTOR,
+                                                replication=ReplicationObservation(3, 3, True, 10, 0.1))))
+    p = xp.after_abort(st, 1, NOW, "timed out after 20.0s", cleaned=False)
+    assert p.status["phase"] == "Failed" and p.status["switchover"]["abortedAt"]
     assert "serves writes as before" in p.status["message"]
     assert ("Warning", "SwitchoverAborted") in [(e.type, e.reason) for e in p.events]
+    st = merged(st, p)
+    idle = ExecuteObservation(schema_job=done, service_selector=OLD_SELECTOR)
+    p = step(st, idle)
+    assert p.action == xp.RestoreSource("1234abcd", "logical") and p.status["phase"] == "Failed"
+    assert p.events == []  # no phase change, nothing new to say
+    st = merged(st, xp.after_restore(st, 1, NOW))
+    for _ in range(2):
+        p = step(st, idle)
+        assert p.action is None and p.status["phase"] == "Failed"
+        assert p.status["message"] == st["message"]
+        st = merged(st, p)
 
 
 def test_dump_path() -> None:
@@ -163,8 +181,15 @@ def test_dump_path() -> None:
 def test_dump_copy_failure_unfences() -> None:
     st = merged(checked([LOGICAL_BLOCKER]), step(checked([LOGICAL_BLOCKER])))
     p = step(st, job=JobObservation(failed=True, result={"ok": False, "error": "disk full"}))
-    assert p.action == xp.RecoverSwitchover("1234abcd") and p.status["phase"] == "Failed"
-    assert "disk full" in p.status["message"] and p.status["switchover"] is None
+    assert p.action == xp.RestoreSource("1234abcd", "dump") and p.status["phase"] == "Failed"
+    assert "disk full" in p.status["message"] and p.status["switchover"]["abortedAt"]
+    # Terminal: the failed Job is still there, but the source is never fenced again.
+    st = merged(st, p)
+    p = step(st, job=JobObservation(failed=True, result={"ok": False, "error": "disk full"}))
+    assert p.action == xp.RestoreSource("1234abcd", "dump")  # until it has worked
+    st = merged(st, xp.after_restore(st, 1, NOW))
+    p = step(st, job=JobObservation(failed=True, result={"ok": False, "error": "disk full"}))
+    assert p.action is None and p.status["phase"] == "Failed"
 
 
 def test_test_then_execute_removes_the_test_server_first() -> None:
