@@ -8,10 +8,11 @@ OCI_OUT="$CACHE/images"           # <name>-<tag>.oci.tar + .stamp (hash of the i
 mkdir -p "$OCI_OUT"
 
 # inputs_hash FILE_OR_STRING... -> sha256 over file contents (or the literal strings).
+# Contents only, never paths: a clone elsewhere (CI's clean clone) must not rebuild anything.
 inputs_hash() {
   local a
   for a in "$@"; do
-    if [[ -f "$a" ]]; then sha256sum "$a"; else printf '%s\n' "$a"; fi
+    if [[ -f "$a" ]]; then sha256sum < "$a"; else printf '%s\n' "$a"; fi
   done | sha256sum | cut -c1-16
 }
 
