@@ -6,6 +6,7 @@ run for real against the API with the chart's RBAC."""
 from __future__ import annotations
 
 import base64
+import time
 from typing import Any
 
 import kubernetes
@@ -202,3 +203,28 @@ def test_switchover_interrupted_before_the_repoint_is_rolled_back(
         "SwitchoverRecovered", "StartingReplication", "Retrying")
     assert not st.get("switchover") and st.get("locked") is not True
     assert core.read_namespaced_service("pg", ns).spec.selector == {"app": "pg"}
+
+
+def test_an_aborted_execute_stays_failed(
+        operator: OperatorProcess, api: kubernetes.client.ApiClient, namespace: str) -> None:
+    """After an abort (recorded as the engine's switchover would), later reconciles never start
+    replicating or fencing again: the stored status keeps the abort (the CRD declares it)."""
+    ns = namespace
+    batch, co = kubernetes.client.BatchV1Api(api), kubernetes.client.CustomObjectsApi(api)
+    core = kubernetes.client.CoreV1Api(api)
+    sources.create(api, ns, sources.statefulset(), sources.service(), sources.secret())
+    co.create_namespaced_custom_object(GROUP, VERSION, ns, PLURAL,
+                                       migration(mode="execute", target={"version": "18"}))
+    _pod_ready(core, ns, "m1-target-0")
+    _wait_phase(api, ns, "Checking")
+    _pass_preflight(api, ns, lambda: _read(lambda: batch.read_namespaced_job("m1-schema", ns)))
+    co.patch_namespaced_custom_object_status(GROUP, VERSION, ns, PLURAL, "m1", {"status": {
+        "phase": "Failed", "message": "switchover aborted before the point of no return (test)",
+        "switchover": {"abortedAt": "2026-01-01T00:00:00Z", "sourceRestored": True}}})
+    st = _status(api, ns)
+    assert st["switchover"] == {"abortedAt": "2026-01-01T00:00:00Z", "sourceRestored": True}
+    for _ in range(15):  # more than one resync period of the test operator
+        st = _status(api, ns)
+        assert st["phase"] == "Failed" and "test" in st["message"], st
+        assert not (st.get("switchover") or {}).get("startedAt")
+        time.sleep(1)
