@@ -195,6 +195,9 @@ def operator(cluster: Kubectl) -> Iterator[str]:
         )
         if built.returncode != 0:
             pytest.fail(f"images/build.sh (operator, workers) failed:\n{built.stderr[-6000:]}")
+    # Helm installs a chart's CRDs only once; on a cluster that outlives a change of the CRD the
+    # apiserver would prune new status fields. Upgrade it first, as the README tells users to.
+    cluster.run("apply", "--server-side", "--force-conflicts", "-f", str(REPO / "charts/dbmigrate/crds/"))
     cmd = [
         helm,
         "upgrade",

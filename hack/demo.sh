@@ -39,6 +39,8 @@ else
 fi
 
 step "3/6 operator (Helm chart charts/dbmigrate)"
+# Helm installs CRDs once and never updates them: apply the current one first (an upgrade).
+k apply --server-side --force-conflicts -f charts/dbmigrate/crds/ >/dev/null
 "$HELM" upgrade --install dbmigrate charts/dbmigrate --namespace dbmigrate-system --create-namespace \
   --set image.pullPolicy="$pull" --wait --timeout 5m
 k -n dbmigrate-system get pods
