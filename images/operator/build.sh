@@ -32,7 +32,9 @@ py_rootfs() {
 }
 
 project_hash() {
-  (cd "$REPO_ROOT" && find pyproject.toml operator -type f ! -path '*/__pycache__/*' ! -name '*.pyc' -print0 \
+  # (not the egg-info pip writes into operator/: it embeds the README, which is no input)
+  (cd "$REPO_ROOT" && find pyproject.toml operator -type f ! -path '*/__pycache__/*' ! -path '*.egg-info/*' \
+     ! -name '*.pyc' -print0 \
      | sort -z | xargs -0 sha256sum) | sha256sum | cut -c1-16
 }
 
