@@ -180,12 +180,9 @@ def test_manual_switchover_waits_for_the_approval_annotation(
     assert next(c for c in st["conditions"] if c["type"] == "SwitchoverApproved")["status"] == "True"
 
 
-def test_switchover_interrupted_before_the_repoint_is_rolled_back(
-        operator: OperatorProcess, api: kubernetes.client.ApiClient, namespace: str) -> None:
-    """A status that says a switchover started, with the Service still on the source (what a
-    crash mid-switchover leaves): the operator unfences and replicates again, and the stored
-    status really loses the started switchover (a merge patch must null the nested keys)."""
-    ns = namespace
+def _execute_past_the_check(api: kubernetes.client.ApiClient, ns: str) -> tuple[Any, Any]:
+    """An execute Migration of a source, with its target up and the check passed (the schema
+    Job exists). Returns (CustomObjectsApi, CoreV1Api)."""
     batch, co = kubernetes.client.BatchV1Api(api), kubernetes.client.CustomObjectsApi(api)
     core = kubernetes.client.CoreV1Api(api)
     sources.create(api, ns, sources.statefulset(), sources.service(), sources.secret())
@@ -194,6 +191,16 @@ def test_switchover_interrupted_before_the_repoint_is_rolled_back(
     _pod_ready(core, ns, "m1-target-0")
     _wait_phase(api, ns, "Checking")
     _pass_preflight(api, ns, lambda: _read(lambda: batch.read_namespaced_job("m1-schema", ns)))
+    return co, core
+
+
+def test_switchover_interrupted_before_the_repoint_is_rolled_back(
+        operator: OperatorProcess, api: kubernetes.client.ApiClient, namespace: str) -> None:
+    """A status that says a switchover started, with the Service still on the source (what a
+    crash mid-switchover leaves): the operator unfences and replicates again, and the stored
+    status really loses the started switchover (a merge patch must null the nested keys)."""
+    ns = namespace
+    co, core = _execute_past_the_check(api, ns)
     co.patch_namespaced_custom_object_status(GROUP, VERSION, ns, PLURAL, "m1", {"status": {
         "phase": "SwitchingOver", "switchover": {"startedAt": "2026-01-01T00:00:00Z",
                                                  "previousSelector": {"app": "pg"}}}})
@@ -210,14 +217,7 @@ def test_an_aborted_execute_stays_failed(
     """After an abort (recorded as the engine's switchover would), later reconciles never start
     replicating or fencing again: the stored status keeps the abort (the CRD declares it)."""
     ns = namespace
-    batch, co = kubernetes.client.BatchV1Api(api), kubernetes.client.CustomObjectsApi(api)
-    core = kubernetes.client.CoreV1Api(api)
-    sources.create(api, ns, sources.statefulset(), sources.service(), sources.secret())
-    co.create_namespaced_custom_object(GROUP, VERSION, ns, PLURAL,
-                                       migration(mode="execute", target={"version": "18"}))
-    _pod_ready(core, ns, "m1-target-0")
-    _wait_phase(api, ns, "Checking")
-    _pass_preflight(api, ns, lambda: _read(lambda: batch.read_namespaced_job("m1-schema", ns)))
+    co, _ = _execute_past_the_check(api, ns)
     co.patch_namespaced_custom_object_status(GROUP, VERSION, ns, PLURAL, "m1", {"status": {
         "phase": "Failed", "message": "switchover aborted before the point of no return (test)",
         "switchover": {"abortedAt": "2026-01-01T00:00:00Z", "sourceRestored": True}}})
