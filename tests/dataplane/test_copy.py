@@ -100,6 +100,33 @@ def test_rerun_after_interruption_redoes_half_restored_database(pg_factory: Star
     assert tgt.scalar("SELECT to_regclass('public.leftover') IS NULL", "shop") is True
 
 
+def test_a_resumed_copy_still_reports_what_the_interrupted_run_found(pg_factory: StartServer,
+                                                                    tmp_path: Path) -> None:
+    """Each database is verified right after its copy, against the snapshot it was copied from;
+    a resumed copy does not copy (or verify) finished databases again, so their verification
+    is kept with them. A real difference cannot be made to appear between a database's copy
+    and its verification, so the test writes one into the kept state between the two runs."""
+    src, tgt = pg_factory(15), pg_factory(18)
+    realistic.load(src, rows=3000)
+    opts = dataclasses.replace(_opts(tmp_path, tgt), verify=VerifyOptions())
+
+    def die_in_shop(p: Progress) -> None:
+        if p.current == "copying shop":
+            raise Interrupted
+
+    with pytest.raises(Interrupted):
+        snapshot_copy(src.ci(), tgt.ci(), opts, die_in_shop)
+    kept = dict(tgt.execute("SELECT item, diff FROM copy_state", "_dbmigrate"))
+    assert kept["db:analytics ü"] == {"rows": [], "checksums": [], "sequences": [], "objects": []}
+    tgt.execute("""UPDATE copy_state SET diff = jsonb_set(diff, '{rows}', '["analytics ü.public.log: 9 rows on source, 8 on target"]')
+                   WHERE item = 'db:analytics ü'""", "_dbmigrate")
+
+    result = snapshot_copy(src.ci(), tgt.ci(), opts)
+    assert result.databases["analytics ü"] == 0.0 and result.databases["shop"] > 0
+    assert result.diff.rows == ["analytics ü.public.log: 9 rows on source, 8 on target"]
+    assert not result.diff.checksums and not result.diff.sequences and not result.diff.objects
+
+
 def test_roles_copy_is_repeatable_and_keeps_the_targets_admin(pg_factory: StartServer,
                                                                tmp_path: Path) -> None:
     from dbmigrate.engines.postgres.copy import _prepare_state, copy_roles, finish

@@ -9,9 +9,11 @@ Steps:
      database is redone, never merged), then, all as of one exported source snapshot:
      a. the TARGET's ``pg_dump -Fd`` of everything but table rows (schema, sequence values,
         large objects, materialized view refreshes);
-     b. its pre-data section as a filtered script: CREATE DATABASE with the source's
-        properties, then the schema in one transaction (predata.py);
-     c. the rows, streamed by parallel COPY (stream.py);
+     b. its pre-data section as a filtered script (predata.py): CREATE DATABASE with the
+        source's properties, then the schema (schema_load.py), the biggest tables first,
+     c. while the rows are streamed by parallel COPY (stream.py), each table's as soon as
+        the table is committed (measured, 1 GB with 2000 small tables: 19-23 s instead of
+        22-29 s: creating the schema is one core's work, the rows use the others);
      d. ``pg_restore -j`` of data and post-data: sequences, large objects, indexes,
         constraints, triggers, in parallel;
      then mark it done. With ``data="dump"`` a-d are the plain ``pg_dump -Fd -j`` /
@@ -23,19 +25,22 @@ Progress: bytes and tables count loaded table rows, against the source's table s
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import re
 import shutil
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
+from psycopg.types.json import Jsonb
 
 from ..base import Progress, ProgressCallback, VerificationDiff
-from . import commands
+from . import commands, schema_load
 from . import copy_sql as q
 from .checks import STATE_DB
 from .conninfo import ConnInfo
@@ -44,7 +49,15 @@ from .inventory import Inventory, Table, collect
 from .predata import CANDIDATES, filter_script, split_create
 from .roles import rewrite
 from .runner import run
-from .stream import CHUNK_BYTES, PIPE_BYTES, Snapshot, StreamTable, stream
+from .stream import (
+    CHUNK_BYTES,
+    PIPE_BYTES,
+    Release,
+    Snapshot,
+    StreamTable,
+    independent_tables,
+    stream,
+)
 from .stream import tables as stream_tables
 from .stream_sql import pattern
 from .verify import VerifyOptions, verify_database
@@ -108,7 +121,7 @@ def snapshot_copy(source: ConnInfo, target: ConnInfo, opts: CopyOptions,
         prog.current = "roles"
         report()
         copy_roles(source, target, opts)
-        _mark(target, "roles")
+        _mark(target, "roles", None)
 
     result = CopyResult(bytes_total=prog.bytes_total)
     unknown = unknown_column_options(target)
@@ -118,10 +131,17 @@ def snapshot_copy(source: ConnInfo, target: ConnInfo, opts: CopyOptions,
             prog.tables_copied += len(sizes[d.name])
             prog.databases_copied += 1
             result.databases[d.name] = 0.0
+            # Its verification, made against the snapshot it was copied from, was kept: a
+            # difference found before an interruption is still reported.
+            stored = done[f"db:{d.name}"]
+            if stored:
+                _merge(result.diff, VerificationDiff(**stored))
             continue
         t0 = time.monotonic()
-        copy_database(source, target, d.name, opts, prog, report, _SizeBook(d.tables), unknown, result.diff)
-        _mark(target, f"db:{d.name}")
+        diff = VerificationDiff()
+        copy_database(source, target, d.name, opts, prog, report, _SizeBook(d.tables), unknown, diff)
+        _merge(result.diff, diff)
+        _mark(target, f"db:{d.name}", diff if opts.verify is not None and not opts.schema_only else None)
         prog.databases_copied += 1
         result.databases[d.name] = time.monotonic() - t0
     prog.current = ""
@@ -185,7 +205,21 @@ def copy_database(source: ConnInfo, target: ConnInfo, dbname: str, opts: CopyOpt
 
     try:
         if opts.data == "stream" and not opts.schema_only:
-            _copy_streamed(source, target, dbname, dumpdir, opts, prog, report, unknown, diff)
+            before = (prog.bytes_copied, prog.tables_copied)
+            try:
+                _copy_streamed(source, target, dbname, dumpdir, opts, prog, report, unknown, diff)
+            except schema_load.SchemaError as e:
+                if not e.reordered:
+                    raise
+                # Our dependency analysis missed something: the plain script order always works.
+                log.warning("creating the tables of %s biggest first failed (%s); copying it "
+                            "again with its schema in plain order", dbname, e)
+                prog.bytes_copied, prog.tables_copied = before
+                with connect(target, STATE_DB) as conn:
+                    execute(conn, q.drop_database(dbname))
+                shutil.rmtree(dumpdir, ignore_errors=True)
+                _copy_streamed(source, target, dbname, dumpdir, opts, prog, report, unknown, diff,
+                               reorder=False)
         else:
             _copy_dumped(source, target, dbname, dumpdir, opts, unknown, on_dump, on_restore)
             if opts.verify is not None and diff is not None and not opts.schema_only:
@@ -194,21 +228,20 @@ def copy_database(source: ConnInfo, target: ConnInfo, dbname: str, opts: CopyOpt
         shutil.rmtree(dumpdir, ignore_errors=True)
 
 
-def _restore_pre_data(target: ConnInfo, dbname: str, dumpdir: Path, opts: CopyOptions,
-                      unknown: set[str]) -> int:
-    """CREATE DATABASE with the source's properties, then the schema in one transaction
-    (predata.py says why), without the column options the target refuses. Returns how many
-    options were dropped."""
+def _create_database(target: ConnInfo, dbname: str, dumpdir: Path, opts: CopyOptions,
+                     unknown: set[str]) -> tuple[str, int]:
+    """CREATE DATABASE with the source's properties, from the dump's pre-data section (run
+    by psql: it cannot be in a transaction). Returns the rest of that section, the schema
+    (for ``schema_load.apply``), without the column options the target refuses, and how
+    many options were dropped."""
     script = dumpdir / "pre-data.sql"
     run(commands.restore_pre_data_script(opts.bindir, dumpdir, script))
     text, dropped = filter_script(script.read_text(), unknown)
     create, schema = split_create(text)
-    create_sql, schema_sql = dumpdir / "create.sql", dumpdir / "schema.sql"
+    create_sql = dumpdir / "create.sql"
     create_sql.write_text(create)
-    schema_sql.write_text(schema)
     run(commands.psql_script(opts.bindir, target, create_sql, STATE_DB))
-    run(commands.psql_script(opts.bindir, target, schema_sql, dbname, single_transaction=True))
-    return dropped
+    return schema, dropped
 
 
 def _merge(into: VerificationDiff, more: VerificationDiff) -> None:
@@ -220,19 +253,22 @@ def _merge(into: VerificationDiff, more: VerificationDiff) -> None:
 
 def _copy_streamed(source: ConnInfo, target: ConnInfo, dbname: str, dumpdir: Path,
                    opts: CopyOptions, prog: Progress, report: Callable[[], None],
-                   unknown: set[str], diff: VerificationDiff | None = None) -> None:
+                   unknown: set[str], diff: VerificationDiff | None = None, *,
+                   reorder: bool = True) -> None:
     """Everything but table rows through the target's pg_dump/pg_restore, the rows streamed
-    (stream.py), all as of one source snapshot."""
+    (stream.py), all as of one source snapshot. The rows of a table start as soon as the
+    table exists: the schema is created meanwhile, biggest tables first when ``reorder``
+    (schema_load.py)."""
     toast = opts.toast_compression if opts.toast_compression and _supports(
         target, "default_toast_compression", opts.toast_compression) else None
     with Snapshot(source, dbname) as snap:
         todo = stream_tables(source, dbname, snap.id)
+        independent = independent_tables(source, dbname, snap.id) if reorder else None
         t0 = time.monotonic()
         run(commands.dump_db(opts.bindir, source, dbname, dumpdir, 1, snapshot=snap.id,
                              exclude_data=[pattern(t.schema, t.name) for t in todo]))
         t1 = time.monotonic()
-        dropped = _restore_pre_data(target, dbname, dumpdir, opts, unknown)
-        t2 = time.monotonic()
+        schema, dropped = _create_database(target, dbname, dumpdir, opts, unknown)
 
         def done(t: StreamTable) -> None:
             prog.bytes_copied += t.bytes
@@ -240,16 +276,40 @@ def _copy_streamed(source: ConnInfo, target: ConnInfo, dbname: str, dumpdir: Pat
             prog.current = f"copying {dbname}"
             report()
 
-        stream(source, target, dbname, snap.id, todo, opts.jobs, done, bindir=opts.bindir,
-               toast_compression=toast, chunk_bytes=opts.chunk_bytes, pipe_bytes=opts.pipe_bytes)
-        t3 = time.monotonic()
+        release = Release()
+        failed: list[BaseException] = []
+        stats: list[schema_load.SchemaStats] = []
+
+        def create_schema() -> None:
+            try:
+                stats.append(schema_load.apply(
+                    target, dbname, schema, independent=independent, on_created=release.add,
+                    priority={(t.schema, t.name): t.bytes for t in todo}))
+            except BaseException as e:  # raised below, after the copy workers stop
+                failed.append(e)
+                release.close(failed=True)
+            else:
+                release.close()
+
+        creator = threading.Thread(target=create_schema, name="schema")
+        creator.start()
+        try:
+            stream(source, target, dbname, snap.id, todo, opts.jobs, done, bindir=opts.bindir,
+                   toast_compression=toast, chunk_bytes=opts.chunk_bytes,
+                   pipe_bytes=opts.pipe_bytes, release=release)
+        finally:
+            creator.join()
+        if failed:
+            raise failed[0]
+        t2 = time.monotonic()
         run(commands.restore_data(opts.bindir, target, dumpdir, dbname, opts.jobs))
         if opts.verify is not None and diff is not None:
             # Still inside the snapshot: the source is compared as it was copied.
             _merge(diff, verify_database(source, target, dbname, opts.verify, snapshot=snap.id))
-    log.info("copied %s: schema dump %.1fs, pre-data %.1fs (%d options dropped), rows %.1fs, "
-             "indexes/constraints %.1fs", dbname, t1 - t0, t2 - t1, dropped, t3 - t2,
-             time.monotonic() - t3)
+    log.info("copied %s: schema dump %.1fs, schema %.1fs (%d items, %d reordered, %d options "
+             "dropped) and rows %.1fs side by side, indexes/constraints %.1fs", dbname, t1 - t0,
+             stats[0].seconds, stats[0].entries, stats[0].reordered_tables, dropped, t2 - t1,
+             time.monotonic() - t2)
 
 
 def _copy_dumped(source: ConnInfo, target: ConnInfo, dbname: str, dumpdir: Path,
@@ -269,7 +329,8 @@ def _copy_dumped(source: ConnInfo, target: ConnInfo, dbname: str, dumpdir: Path,
         run(commands.restore_db(opts.bindir, target, dumpdir, opts.jobs,
                                 maintenance_db=STATE_DB), on_restore)
     else:
-        _restore_pre_data(target, dbname, dumpdir, opts, unknown)
+        schema, _ = _create_database(target, dbname, dumpdir, opts, unknown)
+        schema_load.apply(target, dbname, schema)
         run(commands.restore_data(opts.bindir, target, dumpdir, dbname, opts.jobs), on_restore)
     log.info("copied %s: dump %.1fs, restore %.1fs (%d column options dropped)", dbname,
              t1 - t0, time.monotonic() - t1, dropped)
@@ -296,19 +357,20 @@ def _supports(target: ConnInfo, setting: str, value: str) -> bool:
     return True
 
 
-def _prepare_state(target: ConnInfo) -> set[str]:
+def _prepare_state(target: ConnInfo) -> dict[str, dict[str, list[str]] | None]:
+    """Items already done -> the database's stored verification (None: none made)."""
     # template1, not postgres: an interrupted run may have dropped 'postgres' to redo it.
     with connect(target, "template1") as conn:
         if not fetch(conn, q.DATABASE_EXISTS, [STATE_DB]):
             execute(conn, q.create_database(STATE_DB))
     with connect(target, STATE_DB) as conn:
         execute(conn, q.STATE_TABLE)
-        return {r["item"] for r in fetch(conn, q.DONE_ITEMS)}
+        return {r["item"]: r["diff"] for r in fetch(conn, q.DONE_ITEMS)}
 
 
-def _mark(target: ConnInfo, item: str) -> None:
+def _mark(target: ConnInfo, item: str, diff: VerificationDiff | None) -> None:
     with connect(target, STATE_DB) as conn:
-        execute(conn, q.MARK_DONE, [item])
+        execute(conn, q.MARK_DONE, [item, Jsonb(dataclasses.asdict(diff)) if diff else None])
 
 
 def finish(target: ConnInfo) -> None:

@@ -5,11 +5,13 @@ from psycopg import sql
 STATE_TABLE = """
 CREATE TABLE IF NOT EXISTS copy_state (
     item text PRIMARY KEY,          -- 'roles' or 'db:<name>'
-    done_at timestamptz NOT NULL DEFAULT now()
-)
+    done_at timestamptz NOT NULL DEFAULT now(),
+    diff jsonb                      -- a database's verification, when the copy verified it
+);
+ALTER TABLE copy_state ADD COLUMN IF NOT EXISTS diff jsonb  -- state left by an older version
 """
-DONE_ITEMS = "SELECT item FROM copy_state"
-MARK_DONE = "INSERT INTO copy_state (item) VALUES (%s) ON CONFLICT (item) DO NOTHING"
+DONE_ITEMS = "SELECT item, diff FROM copy_state"
+MARK_DONE = "INSERT INTO copy_state (item, diff) VALUES (%s, %s) ON CONFLICT (item) DO NOTHING"
 DATABASE_EXISTS = "SELECT 1 FROM pg_database WHERE datname = %s"
 
 

@@ -13,14 +13,14 @@ truncate (its lock would serialise them): the database was created empty by this
 failed copy drops it, so nothing is ever merged either way.
 
 The schema, sequences, large objects, indexes and constraints come from the target's
-pg_dump/pg_restore (copy.py).
+pg_dump/pg_restore (copy.py). The copy may start while the schema is still being created:
+a ``Release`` tells which tables exist (committed) so far.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import queue
 import subprocess
 import threading
 import time
@@ -80,6 +80,15 @@ def tables(source: ConnInfo, dbname: str, snapshot: str) -> list[StreamTable]:
         return [StreamTable(**r) for r in fetch(conn, q.TABLES)]
 
 
+def independent_tables(source: ConnInfo, dbname: str, snapshot: str) -> set[tuple[str, str]]:
+    """(schema, name) of the tables the schema restore may create side by side
+    (``q.INDEPENDENT_TABLES``), as of the copy's snapshot."""
+    with connect(source, dbname) as conn, conn.transaction():
+        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        conn.execute(q.set_snapshot(snapshot))
+        return {(r["schema"], r["name"]) for r in fetch(conn, q.INDEPENDENT_TABLES)}
+
+
 def plan(todo: list[StreamTable], jobs: int, chunk_bytes: int = CHUNK_BYTES) -> list[Piece]:
     """Pieces, biggest first. The last piece of a split table is open-ended, so rows in
     blocks beyond the planned count are never missed."""
@@ -93,6 +102,33 @@ def plan(todo: list[StreamTable], jobs: int, chunk_bytes: int = CHUNK_BYTES) -> 
         for i, first in enumerate(bounds):
             pieces.append(Piece(t, first, bounds[i + 1] if i + 1 < n else None))
     return sorted(pieces, key=lambda p: p.bytes, reverse=True)
+
+
+class Release:
+    """Tables the schema restore has created and committed, for the row copy to start on.
+    ``close()`` when the restore ends: every table is then released, or none more when it
+    failed (the copy stops)."""
+
+    def __init__(self, *, everything: bool = False) -> None:
+        self.cond = threading.Condition()
+        self._ready: set[tuple[str, str]] = set()
+        self._closed = everything
+        self.failed = False
+
+    def add(self, tables: set[tuple[str, str]]) -> None:
+        with self.cond:
+            self._ready |= tables
+            self.cond.notify_all()
+
+    def close(self, *, failed: bool = False) -> None:
+        with self.cond:
+            self._closed = True
+            self.failed = failed
+            self.cond.notify_all()
+
+    def ready(self, t: StreamTable) -> bool:
+        """Call with ``cond`` held."""
+        return self._closed or (t.schema, t.name) in self._ready
 
 
 class Snapshot:
@@ -159,22 +195,36 @@ def _copy_piped(source: ConnInfo, target: ConnInfo, dbname: str, snapshot: str, 
 def stream(source: ConnInfo, target: ConnInfo, dbname: str, snapshot: str, todo: list[StreamTable],
            jobs: int, on_done: Callable[[StreamTable], None], *, bindir: Path | None = None,
            toast_compression: str | None = None, chunk_bytes: int = CHUNK_BYTES,
-           pipe_bytes: int = PIPE_BYTES) -> None:
-    """Copy ``todo`` with ``jobs`` workers; ``on_done`` runs (serialised) once per table, when
-    its last piece is in. ``toast_compression``: how the target compresses long values of
-    columns without a compression of their own (lz4 is several times faster than pglz).
+           pipe_bytes: int = PIPE_BYTES, release: Release | None = None) -> None:
+    """Copy ``todo`` with ``jobs`` workers, biggest released piece first; ``on_done`` runs
+    (serialised) once per table, when its last piece is in. ``toast_compression``: how the
+    target compresses long values of columns without a compression of their own (lz4 is
+    several times faster than pglz). ``release``: the tables that exist so far (None: all).
     The first worker error stops the others and is raised."""
-    pieces = plan(todo, jobs, chunk_bytes)
-    work: queue.Queue[Piece] = queue.Queue()
-    for p in pieces:
-        work.put(p)
+    gate = release or Release(everything=True)
+    pending = plan(todo, jobs, chunk_bytes)
     left = {(t.schema, t.name): 0 for t in todo}
-    for p in pieces:
+    for p in pending:
         left[(p.table.schema, p.table.name)] += 1
-    lock = threading.Lock()
     errors: list[BaseException] = []
     opts = "-c synchronous_commit=off" + (
         f" -c default_toast_compression={toast_compression}" if toast_compression else "")
+
+    def take() -> Piece | None:
+        with gate.cond:
+            while not errors and not gate.failed and pending:
+                for i, p in enumerate(pending):
+                    if gate.ready(p.table):
+                        return pending.pop(i)
+                gate.cond.wait(1.0)
+            return None
+
+    def finished(p: Piece) -> None:
+        with gate.cond:
+            key = (p.table.schema, p.table.name)
+            left[key] -= 1
+            if left[key] == 0:
+                on_done(p.table)
 
     def worker() -> None:
         try:
@@ -183,11 +233,7 @@ def stream(source: ConnInfo, target: ConnInfo, dbname: str, snapshot: str, todo:
                                     options=opts) as tgt:
                 src.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
                 src.execute(q.set_snapshot(snapshot))
-                while not errors:
-                    try:
-                        p = work.get_nowait()
-                    except queue.Empty:
-                        return
+                while (p := take()) is not None:
                     t0 = time.monotonic()
                     if p.bytes >= pipe_bytes:
                         _copy_piped(source, target, dbname, snapshot, p, bindir, toast_compression)
@@ -196,13 +242,11 @@ def stream(source: ConnInfo, target: ConnInfo, dbname: str, snapshot: str, todo:
                     log.debug("copied %s.%s blocks %s-%s (%d bytes) in %.2fs", p.table.schema,
                               p.table.name, p.first_block, p.end_block, p.bytes,
                               time.monotonic() - t0)
-                    with lock:
-                        key = (p.table.schema, p.table.name)
-                        left[key] -= 1
-                        if left[key] == 0:
-                            on_done(p.table)
+                    finished(p)
         except BaseException as e:  # handed to the caller below
-            errors.append(e)
+            with gate.cond:
+                errors.append(e)
+                gate.cond.notify_all()
 
     threads = [threading.Thread(target=worker, name=f"copy-{i}") for i in range(max(1, jobs))]
     for th in threads:

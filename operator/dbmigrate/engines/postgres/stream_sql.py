@@ -67,3 +67,23 @@ def pattern(schema: str, name: str) -> str:
     def q(s: str) -> str:
         return '"' + s.replace('"', '""') + '"'
     return f"{q(schema)}.{q(name)}"
+
+
+# Tables whose CREATE needs no other table (schema_plan.py): no inheritance parent, not a
+# partition, not typed, no column (or array/domain element) of a relation's row type. The
+# pre-data restore creates these side by side.
+INDEPENDENT_TABLES = """
+SELECT n.nspname AS schema, c.relname AS name
+FROM pg_class c
+JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind = 'r' AND NOT c.relispartition AND c.reloftype = 0
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_toast'
+  AND NOT EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhrelid = c.oid)
+  AND NOT EXISTS (
+      SELECT 1 FROM pg_attribute a
+      JOIN pg_type t ON t.oid = a.atttypid
+      LEFT JOIN pg_type e ON e.oid = t.typelem
+      LEFT JOIN pg_type b ON b.oid = t.typbasetype
+      WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+        AND (t.typrelid <> 0 OR coalesce(e.typrelid, 0) <> 0 OR coalesce(b.typrelid, 0) <> 0))
+"""
