@@ -302,6 +302,10 @@ def after_switchover(status: dict[str, Any], generation: int, now: datetime, sec
     sw = dict(status.get("switchover") or {})
     b.status["switchover"] = {**sw, "pointOfNoReturnAt": cond.rfc3339(now), "writeDowntimeSeconds": round(seconds, 3)}
     b.status["locked"] = True
+    if status.get("replication"):
+        # The switchover waited until the new server had applied everything the fenced source
+        # committed: the last lag the panel saw (sampled before the fence) is no longer true.
+        b.status["replication"] = {**status["replication"], "lagBytes": 0, "lagSeconds": 0}
     msg = f"writes moved to the new server after {seconds:.2f} s of write interruption; the Migration is locked"
     b.progressing("SwitchingOver", "PointOfNoReturn", msg)
     return b.plan(extra=[Event("Normal", "PointOfNoReturn", msg)])

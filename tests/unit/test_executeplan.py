@@ -106,6 +106,9 @@ def test_logical_happy_path_to_completed() -> None:
     after = xp.after_switchover(st, 1, NOW + timedelta(seconds=2), 0.8)
     assert after.status["locked"] is True and after.status["switchover"]["writeDowntimeSeconds"] == 0.8
     assert [e.reason for e in after.events] == ["PointOfNoReturn"]
+    assert st["replication"]["lagBytes"] == 1024
+    assert after.status["replication"] == {"lagBytes": 0, "lagSeconds": 0, "initialSyncDone": True,
+                                           "databases": 3}
     st = merged(st, after)
     # Past the point of no return the source no longer resolves the same way (its Service selects
     # the new pods): nothing is re-checked, only forward.

@@ -1,6 +1,6 @@
 """The pre-data script cut into steps; runs of independent tables may be reordered (schema_plan.py)."""
 
-from dbmigrate.engines.postgres import schema_plan
+from dbmigrate.engines.postgres import schema_plan, stream_sql
 from dbmigrate.engines.postgres.schema_plan import Run, Serial
 
 
@@ -132,3 +132,11 @@ def test_batches_cover_every_group_in_order() -> None:
     out = schema_plan.batches(groups)
     assert [len(b) for b in out] == [8, 50, 50, 12]
     assert [g for b in out for g in b] == groups
+
+
+def test_table_patterns_one_per_schema_quoted_and_chunked() -> None:
+    pats = stream_sql.patterns([("s", "a"), ("s", 'b"q'), ("Odd|S", "x.y"), ("s", "c")])
+    assert pats == ['"s".("a"|"b""q"|"c")', '"Odd|S".("x.y")']
+    many = stream_sql.patterns([("s", f"table_{i:06d}") for i in range(20000)])
+    assert len(many) == 4 and all(len(p) < 128 * 1024 for p in many)  # 6666 names each
+    assert sum(p.count("|") + 1 for p in many) == 20000

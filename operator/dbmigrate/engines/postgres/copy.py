@@ -59,7 +59,7 @@ from .stream import (
     stream,
 )
 from .stream import tables as stream_tables
-from .stream_sql import pattern
+from .stream_sql import patterns
 from .verify import VerifyOptions, verify_database
 
 log = logging.getLogger(__name__)
@@ -266,7 +266,7 @@ def _copy_streamed(source: ConnInfo, target: ConnInfo, dbname: str, dumpdir: Pat
         independent = independent_tables(source, dbname, snap.id) if reorder else None
         t0 = time.monotonic()
         run(commands.dump_db(opts.bindir, source, dbname, dumpdir, 1, snapshot=snap.id,
-                             exclude_data=[pattern(t.schema, t.name) for t in todo]))
+                             exclude_data=patterns([(t.schema, t.name) for t in todo])))
         t1 = time.monotonic()
         schema, dropped = _create_database(target, dbname, dumpdir, opts, unknown)
 

@@ -61,12 +61,35 @@ def set_snapshot(snapshot: str) -> sql.Composed:
     return sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot))
 
 
-def pattern(schema: str, name: str) -> str:
-    """A pg_dump table pattern matching exactly this table (inside double quotes every
-    character is literal; a double quote is doubled)."""
-    def q(s: str) -> str:
-        return '"' + s.replace('"', '""') + '"'
-    return f"{q(schema)}.{q(name)}"
+def _quoted(s: str) -> str:
+    """Inside double quotes every character of a pattern is literal; a quote is doubled."""
+    return '"' + s.replace('"', '""') + '"'
+
+
+# pg_dump resolves each pattern with a query of its own: 2000 patterns (one per table) took
+# 1.3 s of a 2000-table schema dump that takes 0.5 s. One pattern per schema (an alternation
+# of quoted names, outside quotes a pattern is a regular expression) takes one query. A
+# single argument must stay under the kernel's 128 KiB.
+_PATTERN_BYTES = 100_000
+
+
+def patterns(tables: list[tuple[str, str]]) -> list[str]:
+    """pg_dump table patterns matching exactly these (schema, name) tables, few of them."""
+    by_schema: dict[str, list[str]] = {}
+    for schema, name in tables:
+        by_schema.setdefault(schema, []).append(_quoted(name))
+    out: list[str] = []
+    for schema, names in by_schema.items():
+        chunk: list[str] = []
+        size = 0
+        for n in names:
+            if chunk and size + len(n) + 1 > _PATTERN_BYTES:
+                out.append(f"{_quoted(schema)}.({'|'.join(chunk)})")
+                chunk, size = [], 0
+            chunk.append(n)
+            size += len(n) + 1
+        out.append(f"{_quoted(schema)}.({'|'.join(chunk)})")
+    return out
 
 
 # Tables whose CREATE needs no other table (schema_plan.py): no inheritance parent, not a
