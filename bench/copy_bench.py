@@ -20,6 +20,7 @@ they ran. Each method still writes its own files; the figures say which storage 
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import subprocess
@@ -93,12 +94,33 @@ def fresh_target() -> PgServer:
     return start_server(18, TARGET_SETTINGS)
 
 
+class _Phases(logging.Handler):
+    """Keeps the copy's own account of where the time went ("copied bench: ...")."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        msg = record.getMessage()
+        if msg.startswith(f"copied {DB}:"):
+            self.lines.append(msg)
+
+
+PHASES = _Phases()
+logging.getLogger("dbmigrate.engines.postgres.copy").addHandler(PHASES)
+logging.getLogger("dbmigrate.engines.postgres.copy").setLevel(logging.INFO)
+
+
 def run_ours(src: PgServer, work: Path, data: str) -> tuple[float, PgServer]:
     tgt = fresh_target()
     t0 = time.monotonic()
     snapshot_copy(src.ci(), tgt.ci(), CopyOptions(workdir=work / "ours", bindir=tgt.bindir, jobs=JOBS,
                                                   data=data))
-    return time.monotonic() - t0, tgt
+    seconds = time.monotonic() - t0
+    if PHASES.lines:
+        log(f"  {seconds:.1f}s; {PHASES.lines[-1]}")
+    return seconds, tgt
 
 
 def run_dump_psql(src: PgServer) -> tuple[float, PgServer]:
@@ -191,6 +213,7 @@ def main() -> None:
         "mb_per_s": mbps, "ratio_vs_pg_dump_psql": r_naive, "ratio_vs_pg_basebackup": r_base,
         "targets": {"ratio_vs_pg_dump_psql": 2.0, "ratio_vs_pg_basebackup": 0.5},
         "verification_clean": clean, "all_runs_seconds": runs, "repeat": REPEAT,
+        "phases": PHASES.lines,
     })
     log(f"wrote {path}")
 

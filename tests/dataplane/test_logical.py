@@ -52,14 +52,18 @@ def test_replicate_fence_and_switch(pg_factory: StartServer, tmp_path: Path) -> 
     logical.wait_until(lambda: logical.lag(src.ci(), shop).bytes == 0, 30, "lag to drain")
 
     # An application session that is open at the fence gets ended; new ones are read-only.
+    # One that connected during the fence (still on the old server when the Service moves)
+    # is ended right after the repoint, so that it reconnects to the new server.
     app = src.connect("shop")
-    repointed: list[bool] = []
-    result = logical.switchover(src.ci(), tgt.ci(), names, lambda: repointed.append(True),
+    late: list[psycopg.Connection[tuple[object, ...]]] = []
+    result = logical.switchover(src.ci(), tgt.ci(), names, lambda: late.append(src.connect("shop")),
                                 max_write_downtime=10)
-    assert repointed == [True]
+    assert len(late) == 1
     assert result.fence_seconds < 5
     with pytest.raises(psycopg.OperationalError):
         app.execute("SELECT 1")
+    with pytest.raises(psycopg.OperationalError):
+        late[0].execute("SELECT 1")
     with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
         src.execute("INSERT INTO sales.orders (customer_id, placed) VALUES (1, '2026-03-03')", "shop")
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable
-from contextlib import ExitStack
+from contextlib import ExitStack, suppress
 from dataclasses import dataclass
 
 import psycopg
@@ -298,6 +298,12 @@ def switchover(source: ConnInfo, target: ConnInfo, names: list[Names], repoint: 
         t3 = time.monotonic()
         repoint()  # the point of no return: from here on, only forward
         elapsed = time.monotonic() - t0
+        # Sessions opened on the old server during the fence (read-only) would keep failing
+        # writes, and serve reads that no longer change, until the old server stops: end them
+        # so that clients reconnect through the Service, to the new server. Best effort: past
+        # the point of no return nothing may fail the switchover.
+        with suppress(psycopg.Error):
+            fetch_one(next(iter(src.values())), q.TERMINATE_CLIENTS, [list(keep)])
     phases = {"fence": t1 - t0, "catch_up": t2 - t1, "sequences": t3 - t2,
               "repoint": elapsed - (t3 - t0)}
     for n in names:
