@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -62,6 +63,15 @@ def test_test_migration_to_17_is_ready_and_holds_the_data(cluster: Kubectl, oper
     assert _status(cluster, ns, ".status.sourceVersion") == "15"
     conds = cluster.json("-n", ns, "get", "mig", "pg-to-17")["status"]["conditions"]
     assert {c["type"]: c["status"] for c in conds}["CopyVerified"] == "True"
+    # The test server got what the source has (the example's resources), not a bare container;
+    # the copy Job ran with the chart's copyJob resources.
+    def container(kind: str, name: str) -> dict[str, Any]:
+        obj = cluster.json("-n", ns, "get", kind, name)
+        return dict(obj["spec"]["template"]["spec"]["containers"][0])
+    source_resources = container("statefulset", "pg")["resources"]
+    assert source_resources["limits"] == {"memory": "1Gi"}
+    assert container("statefulset", "pg-to-17-target")["resources"] == source_resources
+    assert container("job", "pg-to-17-copy")["resources"]["requests"] == {"cpu": "500m", "memory": "256Mi"}
 
     # 4. an independent look at the test server, with what status publishes
     host = _status(cluster, ns, ".status.testServer.host")

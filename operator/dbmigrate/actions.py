@@ -73,13 +73,16 @@ async def perform(ctx: Context, action: object, obs: SourceObservation | None) -
     if isinstance(action, planner.EnsureTarget) and obs is not None:
         await ensure_target(ctx, obs, action.image)
     elif isinstance(action, planner.CreateCopyJob):
-        await _create(ctx, resources.copy_job(ctx.owner, ctx.spec, action.worker_image))
+        await _create(ctx, resources.copy_job(ctx.owner, ctx.spec, action.worker_image,
+                                              jobs=ctx.config.copy_parallelism,
+                                              job_resources=ctx.config.copy_resources))
     elif isinstance(action, planner.CreateSmokeJob):
         image = ctx.spec.target.image or ctx.config.images.get(ctx.spec.target.version, "")
-        await _create(ctx, resources.smoke_job(ctx.owner, ctx.spec, image))
+        await _create(ctx, resources.smoke_job(ctx.owner, ctx.spec, image, ctx.config.copy_resources))
     elif isinstance(action, xp.CreateSchemaJob):
         await _create(ctx, resources.copy_job(ctx.owner, ctx.spec, action.worker_image, command="schema",
-                                              name_key="schemajob"))
+                                              name_key="schemajob", jobs=ctx.config.copy_parallelism,
+                                              job_resources=ctx.config.copy_resources))
     elif isinstance(action, planner.ExpireTarget | xp.ResetTestServer):
         await delete_target(ctx)
     elif isinstance(action, planner.RunPreflight):
@@ -121,6 +124,7 @@ async def target_login(ctx: Context) -> tuple[str, str]:
 
 async def ensure_target(ctx: Context, obs: SourceObservation, image: str) -> None:
     sts = obs.statefulset
+    source_container = planner.pick_container(ctx.spec, sts.containers) if sts else None
     # Used only if the Secret does not exist yet: ensure() never overwrites.
     username, password = await target_login(ctx)
     objects = resources.target_objects(
@@ -128,7 +132,8 @@ async def ensure_target(ctx: Context, obs: SourceObservation, image: str) -> Non
         source_size=sts.volume_size if sts else None,
         source_storage_class=sts.storage_class_name if sts else None,
         operator_namespace=ctx.config.operator_namespace,
-        username=username, password=password)
+        username=username, password=password,
+        source_resources=source_container.resources if source_container else None)
     if ctx.spec.mode == "execute" and sts is not None and obs.service is not None:
         port = ctx.spec.source.port
         objects.insert(1, resources.source_service(ctx.owner, sts.selector, port,

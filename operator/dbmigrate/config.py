@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 
@@ -28,6 +29,37 @@ def _images(text: str | None, defaults: dict[int, str] = DEFAULT_IMAGES,
             )
         images[int(major)] = image.strip()
     return images
+
+
+DEFAULT_COPY_RESOURCES: dict[str, dict[str, str]] = {
+    "requests": {"cpu": "500m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}}
+
+
+def _int(name: str, default: int, low: int, high: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    if not raw.strip().isdigit() or not low <= int(raw) <= high:
+        raise ConfigError(f"{name}={raw!r} must be a whole number from {low} to {high}")
+    return int(raw)
+
+
+def _resources(name: str, default: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
+    """A container's resources as JSON, e.g. '{"requests": {"cpu": "500m"}}'; '{}': none."""
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return {k: dict(v) for k, v in default.items()}
+    hint = (f'{name} must be JSON like {{"requests": {{"cpu": "500m", "memory": "256Mi"}}, '
+            f'"limits": {{"memory": "1Gi"}}}}')
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{hint}: {e}") from e
+    if not isinstance(value, dict) or set(value) - {"requests", "limits"} or not all(
+            isinstance(v, dict) and all(isinstance(q, str | int | float) for q in v.values())
+            for v in value.values()):
+        raise ConfigError(f"{hint}, got {raw!r}")
+    return {k: {r: str(q) for r, q in v.items()} for k, v in value.items() if v}
 
 
 def _float(name: str, default: float) -> float:
@@ -76,6 +108,12 @@ class Config:
     default_retain_source_for: str = "168h"
     # Prometheus /metrics port; 0 disables the endpoint.
     metrics_port: int = 9090
+    # The copy Jobs: parallel table streams, and the pod's resources (requests for namespaces
+    # whose ResourceQuota demands them; no CPU limit: the copy is CPU-bound, a limit only
+    # slows it down).
+    copy_parallelism: int = 2
+    copy_resources: dict[str, dict[str, str]] = field(
+        default_factory=lambda: {k: dict(v) for k, v in DEFAULT_COPY_RESOURCES.items()})
 
     @staticmethod
     def from_env() -> Config:
@@ -93,4 +131,6 @@ class Config:
             metrics_port=_port("DBMIGRATE_METRICS_PORT", 9090),
             default_test_ttl=_duration("DBMIGRATE_DEFAULT_TEST_TTL", "24h"),
             default_retain_source_for=_duration("DBMIGRATE_DEFAULT_RETAIN_SOURCE_FOR", "168h"),
+            copy_parallelism=_int("DBMIGRATE_COPY_PARALLELISM", 2, 1, 64),
+            copy_resources=_resources("DBMIGRATE_COPY_RESOURCES", DEFAULT_COPY_RESOURCES),
         )

@@ -84,9 +84,18 @@ async def read_source(namespace: str, sts_name: str, svc_name: str, secret_name:
     return await _call(read)
 
 
+def _container_resources(r: Any) -> dict[str, dict[str, str]]:
+    if r is None:
+        return {}
+    out = {"requests": {k: str(v) for k, v in (r.requests or {}).items()},
+           "limits": {k: str(v) for k, v in (r.limits or {}).items()}}
+    return {k: v for k, v in out.items() if v}
+
+
 def _sts_info(sts: Any) -> StatefulSetInfo:
     tmpl = sts.spec.template
-    containers = tuple(ContainerInfo(c.name, c.image or "") for c in (tmpl.spec.containers or []))
+    containers = tuple(ContainerInfo(c.name, c.image or "", _container_resources(c.resources))
+                       for c in (tmpl.spec.containers or []))
     size = sc = None
     vcts = sts.spec.volume_claim_templates or []
     if vcts:

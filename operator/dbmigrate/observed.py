@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 class ContainerInfo:
     name: str
     image: str
+    # {"requests": {"cpu": "500m", ...}, "limits": {...}}: what the container asks for.
+    resources: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -61,7 +61,7 @@ class ResolvedSource:
     container: str
 
 
-def _pick_container(spec: MigrationSpec, containers: tuple[ContainerInfo, ...]) -> ContainerInfo | None:
+def pick_container(spec: MigrationSpec, containers: tuple[ContainerInfo, ...]) -> ContainerInfo | None:
     if spec.source.container_name:
         return next((c for c in containers if c.name == spec.source.container_name), None)
     return next((c for c in containers if c.name == "postgres"), containers[0] if containers else None)
@@ -82,7 +82,7 @@ def resolve_source(spec: MigrationSpec, obs: SourceObservation) -> tuple[Resolve
             f"(kubectl get statefulsets -n {ns}).",
         ))
     else:
-        container = _pick_container(spec, sts.containers)
+        container = pick_container(spec, sts.containers)
         if container is None:
             names = ", ".join(c.name for c in sts.containers) or "none"
             problems.append(Problem(

@@ -118,7 +118,10 @@ def credentials_secret(owner: Owner, username: str, password: str) -> dict[str, 
 
 
 def target_statefulset(owner: Owner, spec: MigrationSpec, image: str, source_size: str | None,
-                       source_storage_class: str | None) -> dict[str, Any]:
+                       source_storage_class: str | None,
+                       source_resources: dict[str, dict[str, str]] | None = None) -> dict[str, Any]:
+    """``source_resources``: the source server container's, the default when the spec sets
+    none: the new server gets what the old one had, not a LimitRange's defaults."""
     n = names(owner.name)
     lbl = labels(owner, "target")
     secret_ref = n["secret"]
@@ -142,8 +145,9 @@ def target_statefulset(owner: Owner, spec: MigrationSpec, image: str, source_siz
         "volumeMounts": [{"name": "data", "mountPath": "/var/lib/postgresql/data"},
                          {"name": "run", "mountPath": "/var/run/postgresql"}],
     }
-    if spec.target.resources:
-        container["resources"] = {k: dict(v) for k, v in spec.target.resources.items()}
+    wanted = spec.target.resources or source_resources
+    if wanted:
+        container["resources"] = {k: dict(v) for k, v in wanted.items()}
     pvc_spec: dict[str, Any] = {
         "accessModes": ["ReadWriteOnce"],
         "resources": {"requests": {"storage": target_size(spec, source_size)}},
@@ -208,13 +212,14 @@ def target_network_policy(owner: Owner, operator_namespace: str | None) -> dict[
 
 def target_objects(owner: Owner, spec: MigrationSpec, image: str, source_size: str | None,
                    source_storage_class: str | None, operator_namespace: str | None,
-                   username: str, password: str) -> list[dict[str, Any]]:
+                   username: str, password: str,
+                   source_resources: dict[str, dict[str, str]] | None = None) -> list[dict[str, Any]]:
     """Everything Provisioning creates, in creation order (the Secret before its users)."""
     return [
         credentials_secret(owner, username, password),
         *target_services(owner),
         target_network_policy(owner, operator_namespace),
-        target_statefulset(owner, spec, image, source_size, source_storage_class),
+        target_statefulset(owner, spec, image, source_size, source_storage_class, source_resources),
     ]
 
 
@@ -249,7 +254,8 @@ EXIT_VERIFY_DIFF = 2  # jobmain's exit code when the copy differs: retrying will
 
 
 def copy_job(owner: Owner, spec: MigrationSpec, worker_image: str, jobs: int = 2,
-             command: str = "copy-verify", name_key: str = "copyjob") -> dict[str, Any]:
+             command: str = "copy-verify", name_key: str = "copyjob",
+             job_resources: dict[str, dict[str, str]] | None = None) -> dict[str, Any]:
     """The Job that copies every database into the target and verifies the copy (or, with
     command "schema", copies roles and schema only: an online execute's first step).
 
@@ -292,6 +298,9 @@ def copy_job(owner: Owner, spec: MigrationSpec, worker_image: str, jobs: int = 2
                         "securityContext": restricted_container_security(),
                         "terminationMessagePolicy": "File",
                         "volumeMounts": [{"name": "work", "mountPath": "/work"}],
+                        # Requests, for namespaces whose ResourceQuota demands them (config.py).
+                        **({"resources": {k: dict(v) for k, v in job_resources.items()}}
+                           if job_resources else {}),
                     }],
                     # Dumps are transient; a node-local scratch volume is enough.
                     "volumes": [{"name": "work", "emptyDir": {}}],
@@ -312,9 +321,11 @@ def _login_env(owner: Owner) -> list[dict[str, Any]]:
     ]
 
 
-def smoke_job(owner: Owner, spec: MigrationSpec, target_image: str) -> dict[str, Any]:
+def smoke_job(owner: Owner, spec: MigrationSpec, target_image: str,
+              job_resources: dict[str, dict[str, str]] | None = None) -> dict[str, Any]:
     """The user's smoke test against the test server: their SQL script run by psql from the
-    target image, or their own pod template with the login injected into every container."""
+    target image (with ``job_resources``), or their own pod template with the login injected
+    into every container (their resources, as they wrote them)."""
     smoke = spec.test.smoke
     assert smoke is not None
     env = _login_env(owner)
@@ -332,6 +343,7 @@ def smoke_job(owner: Owner, spec: MigrationSpec, target_image: str) -> dict[str,
                 "volumeMounts": [{"name": "smoke", "mountPath": "/smoke", "readOnly": True}],
                 # psql's last error lines become the termination message: the condition shows them.
                 "terminationMessagePolicy": "FallbackToLogsOnError",
+                **({"resources": {k: dict(v) for k, v in job_resources.items()}} if job_resources else {}),
             }],
             "volumes": [{"name": "smoke", "configMap": {"name": smoke.config_map}}],
         }

@@ -8,14 +8,15 @@ import kubernetes
 
 
 def statefulset(name: str = "pg", image: str = "postgres:15", labels: dict[str, str] | None = None,
-                container: str = "postgres") -> dict[str, Any]:
+                container: str = "postgres", resources: dict[str, Any] | None = None) -> dict[str, Any]:
     labels = labels or {"app": name}
+    c: dict[str, Any] = {"name": container, "image": image, **({"resources": resources} if resources else {})}
     return {
         "apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": name},
         "spec": {
             "serviceName": name, "replicas": 1, "selector": {"matchLabels": labels},
             "template": {"metadata": {"labels": labels},
-                         "spec": {"containers": [{"name": container, "image": image}]}},
+                         "spec": {"containers": [c]}},
             "volumeClaimTemplates": [{"metadata": {"name": "data"}, "spec": {
                 "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "5Gi"}}}}],
         },

@@ -34,7 +34,8 @@ def test_target_children_then_preflight(operator: OperatorProcess, api: kubernet
     ns = restricted_namespace
     apps, core = kubernetes.client.AppsV1Api(api), kubernetes.client.CoreV1Api(api)
     net = kubernetes.client.NetworkingV1Api(api)
-    sources.create(api, ns, sources.statefulset(), sources.service(), sources.secret())
+    source_resources = {"requests": {"cpu": "250m", "memory": "512Mi"}, "limits": {"memory": "1Gi"}}
+    sources.create(api, ns, sources.statefulset(resources=source_resources), sources.service(), sources.secret())
     mig = kubernetes.client.CustomObjectsApi(api).create_namespaced_custom_object(
         GROUP, VERSION, ns, PLURAL, migration(target={"version": "17", "storage": {"storageClassName": "fast"}}))
     uid = mig["metadata"]["uid"]
@@ -47,6 +48,8 @@ def test_target_children_then_preflight(operator: OperatorProcess, api: kubernet
     pod = sts.spec.template.spec
     c = pod.containers[0]
     assert c.image == "postgres:17"
+    # No resources in the spec: the new server gets the source container's.
+    assert (c.resources.requests, c.resources.limits) == (source_resources["requests"], source_resources["limits"])
     assert pod.security_context.run_as_non_root is True
     assert pod.security_context.seccomp_profile.type == "RuntimeDefault"
     assert c.security_context.allow_privilege_escalation is False and c.security_context.capabilities.drop == ["ALL"]
@@ -163,6 +166,9 @@ def test_copy_job_ready_then_ttl_expiry(operator: OperatorProcess, api: kubernet
     assert env["TARGET_PASSWORD"].value_from.secret_key_ref.name == "m1-target-credentials"
     assert all(e.value is None for k, e in env.items() if k.endswith(("USER", "PASSWORD")))
     assert c.security_context.allow_privilege_escalation is False
+    # The operator's defaults (copyJob in the chart): requests for quota'd namespaces, no CPU limit.
+    assert c.resources.requests == {"cpu": "500m", "memory": "256Mi"} and c.resources.limits == {"memory": "1Gi"}
+    assert c.command[-2:] == ["--jobs", "2"]
     assert job.spec.template.spec.restart_policy == "Never"
     assert job.spec.pod_failure_policy.rules[0].on_exit_codes.values == [2]
 

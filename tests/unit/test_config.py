@@ -26,6 +26,11 @@ def test_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
     ("DBMIGRATE_RESYNC_SECONDS", "soon", "must be a number of seconds"),
     ("DBMIGRATE_RESYNC_SECONDS", "-1", "must be positive"),
     ("DBMIGRATE_LOG_FORMAT", "xml", "must be text or json"),
+    ("DBMIGRATE_COPY_PARALLELISM", "0", "must be a whole number from 1 to 64"),
+    ("DBMIGRATE_COPY_PARALLELISM", "many", "must be a whole number from 1 to 64"),
+    ("DBMIGRATE_COPY_RESOURCES", "cpu=1", 'must be JSON like {"requests"'),
+    ("DBMIGRATE_COPY_RESOURCES", '{"requests": "1"}', 'must be JSON like'),
+    ("DBMIGRATE_COPY_RESOURCES", '{"request": {"cpu": "1"}}', 'must be JSON like'),
 ])
 def test_bad_values(monkeypatch: pytest.MonkeyPatch, var: str, value: str, message: str) -> None:
     monkeypatch.setenv(var, value)
@@ -41,3 +46,17 @@ def test_default_durations(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DBMIGRATE_DEFAULT_TEST_TTL", "1 day")
     with pytest.raises(ConfigError, match="must be a duration like 24h"):
         Config.from_env()
+
+
+def test_copy_job_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    for k in ("DBMIGRATE_COPY_PARALLELISM", "DBMIGRATE_COPY_RESOURCES"):
+        monkeypatch.delenv(k, raising=False)
+    cfg = Config.from_env()
+    assert cfg.copy_parallelism == 2
+    assert cfg.copy_resources == {"requests": {"cpu": "500m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}}
+    monkeypatch.setenv("DBMIGRATE_COPY_PARALLELISM", "8")
+    monkeypatch.setenv("DBMIGRATE_COPY_RESOURCES", '{"requests": {"cpu": 2, "memory": "1Gi"}, "limits": {}}')
+    cfg = Config.from_env()
+    assert cfg.copy_parallelism == 8 and cfg.copy_resources == {"requests": {"cpu": "2", "memory": "1Gi"}}
+    monkeypatch.setenv("DBMIGRATE_COPY_RESOURCES", "{}")
+    assert Config.from_env().copy_resources == {}

@@ -76,6 +76,22 @@ def test_storage_class_and_resources_from_spec() -> None:
     default = _objs()["StatefulSet/pg-to-17-target"]
     assert default["spec"]["volumeClaimTemplates"][0]["spec"]["storageClassName"] == "local"
     assert "resources" not in default["spec"]["template"]["spec"]["containers"][0]
+    # Without resources in the spec, the new server gets the source container's (not whatever
+    # a LimitRange would default to); the spec's win when given.
+    src = {"requests": {"cpu": "2", "memory": "4Gi"}, "limits": {"memory": "4Gi"}}
+    inherited = _objs(source_resources=src)["StatefulSet/pg-to-17-target"]
+    assert inherited["spec"]["template"]["spec"]["containers"][0]["resources"] == src
+    own = _objs(spec=spec, source_resources=src)["StatefulSet/pg-to-17-target"]
+    assert own["spec"]["template"]["spec"]["containers"][0]["resources"] == {"limits": {"memory": "2Gi"}}
+
+
+def test_copy_jobs_take_the_configured_parallelism_and_resources() -> None:
+    res = {"requests": {"cpu": "1", "memory": "512Mi"}, "limits": {"memory": "2Gi"}}
+    job = r.copy_job(OWNER, SPEC, "dbmigrate-worker:17", jobs=6, job_resources=res)
+    c = job["spec"]["template"]["spec"]["containers"][0]
+    assert c["command"][-2:] == ["--jobs", "6"] and c["resources"] == res
+    assert "resources" not in r.copy_job(OWNER, SPEC, "dbmigrate-worker:17")["spec"]["template"]["spec"][
+        "containers"][0]
 
 
 def test_services() -> None:
@@ -105,9 +121,10 @@ def test_smoke_jobs_inject_the_login_by_reference() -> None:
     base = {"source": {"statefulSetName": "pg", "serviceName": "pg", "credentialsSecretName": "s"},
             "target": {"version": "17"}}
     sql = parse_spec({**base, "test": {"smokeTest": {"sql": {"configMapName": "checks", "key": "a.sql"}}}})
-    job = r.smoke_job(OWNER, sql, "postgres:17")
+    job = r.smoke_job(OWNER, sql, "postgres:17", {"requests": {"cpu": "100m"}})
     pod = job["spec"]["template"]["spec"]
     c = pod["containers"][0]
+    assert c["resources"] == {"requests": {"cpu": "100m"}}
     assert c["command"][-1] == "/smoke/a.sql" and c["image"] == "postgres:17"
     assert pod["volumes"] == [{"name": "smoke", "configMap": {"name": "checks"}}]
     env = {e["name"]: e for e in c["env"]}
@@ -119,8 +136,9 @@ def test_smoke_jobs_inject_the_login_by_reference() -> None:
     user = parse_spec({**base, "test": {"smokeTest": {"timeout": "2m", "job": {"template": {
         "metadata": {"labels": {"app": "shop-tests"}},
         "spec": {"containers": [{"name": "t", "image": "shop:1.2", "env": [{"name": "MODE", "value": "ci"}]}]}}}}}})
-    job = r.smoke_job(OWNER, user, "postgres:17")
+    job = r.smoke_job(OWNER, user, "postgres:17", {"requests": {"cpu": "100m"}})
     t = job["spec"]["template"]
+    assert "resources" not in t["spec"]["containers"][0]  # the user's own pod: as they wrote it
     assert t["metadata"]["labels"]["app"] == "shop-tests"
     assert t["metadata"]["labels"]["dbmigrate.dev/migration"] == "pg-to-17"
     names = [e["name"] for e in t["spec"]["containers"][0]["env"]]
