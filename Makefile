@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 PYTEST_ARGS ?=
 
-.PHONY: help venv k8s-bins tools pg bench bench-quick demo cluster-up cluster-down images e2e lint test test-unit test-integration test-dataplane generate run clean
+.PHONY: help venv k8s-bins tools pg bench bench-quick bench-upgrade demo cluster-up cluster-down images e2e lint test test-unit test-integration test-dataplane generate run clean
 
 help:
 	@echo "make demo   - a test migration 15 -> 17 on a real (local) cluster, end to end"
@@ -42,6 +42,10 @@ pg:
 bench: venv pg
 	$(PY) bench/copy_bench.py
 	$(PY) bench/switchover_bench.py
+
+# A copy method not offered yet (physical copy + pg_upgrade --link), on the copy benchmark's data.
+bench-upgrade: venv pg
+	$(PY) bench/upgrade_probe.py
 
 bench-quick: venv pg
 	DBMIGRATE_BENCH_MB=200 $(PY) bench/copy_bench.py
