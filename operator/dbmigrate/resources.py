@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -117,6 +118,11 @@ def credentials_secret(owner: Owner, username: str, password: str) -> dict[str, 
             "type": "Opaque", "stringData": {"username": username, "password": password}}
 
 
+def _resources(r: Mapping[str, Mapping[str, str]]) -> dict[str, dict[str, str]]:
+    """A container's resources, copied (the manifest must not share the config's dicts)."""
+    return {k: dict(v) for k, v in r.items()}
+
+
 def target_statefulset(owner: Owner, spec: MigrationSpec, image: str, source_size: str | None,
                        source_storage_class: str | None,
                        source_resources: dict[str, dict[str, str]] | None = None) -> dict[str, Any]:
@@ -147,7 +153,7 @@ def target_statefulset(owner: Owner, spec: MigrationSpec, image: str, source_siz
     }
     wanted = spec.target.resources or source_resources
     if wanted:
-        container["resources"] = {k: dict(v) for k, v in wanted.items()}
+        container["resources"] = _resources(wanted)
     pvc_spec: dict[str, Any] = {
         "accessModes": ["ReadWriteOnce"],
         "resources": {"requests": {"storage": target_size(spec, source_size)}},
@@ -299,8 +305,7 @@ def copy_job(owner: Owner, spec: MigrationSpec, worker_image: str, jobs: int = 2
                         "terminationMessagePolicy": "File",
                         "volumeMounts": [{"name": "work", "mountPath": "/work"}],
                         # Requests, for namespaces whose ResourceQuota demands them (config.py).
-                        **({"resources": {k: dict(v) for k, v in job_resources.items()}}
-                           if job_resources else {}),
+                        **({"resources": _resources(job_resources)} if job_resources else {}),
                     }],
                     # Dumps are transient; a node-local scratch volume is enough.
                     "volumes": [{"name": "work", "emptyDir": {}}],
@@ -343,7 +348,7 @@ def smoke_job(owner: Owner, spec: MigrationSpec, target_image: str,
                 "volumeMounts": [{"name": "smoke", "mountPath": "/smoke", "readOnly": True}],
                 # psql's last error lines become the termination message: the condition shows them.
                 "terminationMessagePolicy": "FallbackToLogsOnError",
-                **({"resources": {k: dict(v) for k, v in job_resources.items()}} if job_resources else {}),
+                **({"resources": _resources(job_resources)} if job_resources else {}),
             }],
             "volumes": [{"name": "smoke", "configMap": {"name": smoke.config_map}}],
         }

@@ -90,6 +90,13 @@ class VerificationDiff:
     def clean(self) -> bool:
         return not (self.rows or self.checksums or self.sequences or self.objects)
 
+    def extend(self, more: VerificationDiff) -> None:
+        """Add the differences of another part (a database, the globals)."""
+        self.rows += more.rows
+        self.checksums += more.checksums
+        self.sequences += more.sequences
+        self.objects += more.objects
+
     def summary(self, limit: int = 5) -> str:
         parts = self.rows + self.checksums + self.sequences + self.objects
         if not parts:

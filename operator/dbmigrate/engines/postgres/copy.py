@@ -135,12 +135,12 @@ def snapshot_copy(source: ConnInfo, target: ConnInfo, opts: CopyOptions,
             # difference found before an interruption is still reported.
             stored = done[f"db:{d.name}"]
             if stored:
-                _merge(result.diff, VerificationDiff(**stored))
+                result.diff.extend(VerificationDiff(**stored))
             continue
         t0 = time.monotonic()
         diff = VerificationDiff()
         copy_database(source, target, d.name, opts, prog, report, _SizeBook(d.tables), unknown, diff)
-        _merge(result.diff, diff)
+        result.diff.extend(diff)
         _mark(target, f"db:{d.name}", diff if opts.verify is not None and not opts.schema_only else None)
         prog.databases_copied += 1
         result.databases[d.name] = time.monotonic() - t0
@@ -223,7 +223,7 @@ def copy_database(source: ConnInfo, target: ConnInfo, dbname: str, opts: CopyOpt
         else:
             _copy_dumped(source, target, dbname, dumpdir, opts, unknown, on_dump, on_restore)
             if opts.verify is not None and diff is not None and not opts.schema_only:
-                _merge(diff, verify_database(source, target, dbname, opts.verify))
+                diff.extend(verify_database(source, target, dbname, opts.verify))
     finally:
         shutil.rmtree(dumpdir, ignore_errors=True)
 
@@ -242,13 +242,6 @@ def _create_database(target: ConnInfo, dbname: str, dumpdir: Path, opts: CopyOpt
     create_sql.write_text(create)
     run(commands.psql_script(opts.bindir, target, create_sql, STATE_DB))
     return schema, dropped
-
-
-def _merge(into: VerificationDiff, more: VerificationDiff) -> None:
-    into.rows += more.rows
-    into.checksums += more.checksums
-    into.sequences += more.sequences
-    into.objects += more.objects
 
 
 def _copy_streamed(source: ConnInfo, target: ConnInfo, dbname: str, dumpdir: Path,
@@ -305,7 +298,7 @@ def _copy_streamed(source: ConnInfo, target: ConnInfo, dbname: str, dumpdir: Pat
         run(commands.restore_data(opts.bindir, target, dumpdir, dbname, opts.jobs))
         if opts.verify is not None and diff is not None:
             # Still inside the snapshot: the source is compared as it was copied.
-            _merge(diff, verify_database(source, target, dbname, opts.verify, snapshot=snap.id))
+            diff.extend(verify_database(source, target, dbname, opts.verify, snapshot=snap.id))
     log.info("copied %s: schema dump %.1fs, schema %.1fs (%d items, %d reordered, %d options "
              "dropped) and rows %.1fs side by side, indexes/constraints %.1fs", dbname, t1 - t0,
              stats[0].seconds, stats[0].entries, stats[0].reordered_tables, dropped, t2 - t1,

@@ -77,10 +77,7 @@ def copy_verify(args: argparse.Namespace) -> int:
     # (the source keeps serving writes); then roles and the list of databases.
     copied = snapshot_copy(source, target, opts, progress)
     diff = verify_globals(source, target)
-    diff.rows += copied.diff.rows
-    diff.checksums += copied.diff.checksums
-    diff.sequences += copied.diff.sequences
-    diff.objects += copied.diff.objects
+    diff.extend(copied.diff)
     _write_result({"ok": diff.clean, "bytes": copied.bytes_total,
                    "seconds": round(time.monotonic() - started, 1),
                    "databases": len(copied.databases), "diff": diff.summary()})
