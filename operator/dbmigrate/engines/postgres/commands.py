@@ -92,13 +92,22 @@ def psql_script(bindir: Path | None, target: ConnInfo, script: Path, dbname: str
     return Command(argv, env)
 
 
-def restore_data(bindir: Path | None, target: ConnInfo, indir: Path, dbname: str, jobs: int) -> Command:
-    """Table data, then indexes, constraints and triggers, in parallel, into ``dbname``."""
+def restore_data(bindir: Path | None, target: ConnInfo, indir: Path, dbname: str, jobs: int,
+                 *, listfile: Path | None = None) -> Command:
+    """Table data, then indexes, constraints and triggers, in parallel, into ``dbname``;
+    only the entries of ``listfile`` (``pg_restore --list`` output, edited) if given."""
     argv = [_bin(bindir, "pg_restore"), "--section=data", "--section=post-data",
             "--exit-on-error", f"--jobs={jobs}", "--verbose", f"--dbname={dbname}", str(indir)]
+    if listfile is not None:
+        argv.insert(-1, f"--use-list={listfile}")
     env = target.db(dbname).env()
     env["PGOPTIONS"] = RESTORE_PGOPTIONS
     return Command(argv, env)
+
+
+def toc_list(bindir: Path | None, indir: Path, out: Path) -> Command:
+    """The archive's table of contents (``pg_restore --list``): one line per entry."""
+    return Command([_bin(bindir, "pg_restore"), "--list", f"--file={out}", str(indir)])
 
 
 def psql_file(bindir: Path | None, target: ConnInfo, script: Path, dbname: str) -> Command:

@@ -13,6 +13,7 @@ ALTER TABLE copy_state ADD COLUMN IF NOT EXISTS diff jsonb  -- state left by an 
 DONE_ITEMS = "SELECT item, diff FROM copy_state"
 MARK_DONE = "INSERT INTO copy_state (item, diff) VALUES (%s, %s) ON CONFLICT (item) DO NOTHING"
 DATABASE_EXISTS = "SELECT 1 FROM pg_database WHERE datname = %s"
+WAL_LEVEL = "SELECT current_setting('wal_level') AS wal_level"
 
 
 def create_database(name: str) -> sql.Composed:

@@ -10,7 +10,9 @@ A table loaded whole is loaded in one target transaction that first truncates it
 can be written frozen and, on a ``wal_level=minimal`` target, without WAL. A table too big for
 one worker is split into block ranges (``ctid``) loaded side by side, which rules out the
 truncate (its lock would serialise them): the database was created empty by this copy, and a
-failed copy drops it, so nothing is ever merged either way.
+failed copy drops it, so nothing is ever merged either way. Splitting thus costs the WAL of
+every row, which on a ``wal_level=minimal`` target outweighs the parallelism on few cores: there
+only very big tables are split (``split_bytes``, chosen by copy.py).
 
 The schema, sequences, large objects, indexes and constraints come from the target's
 pg_dump/pg_restore (copy.py). The copy may start while the schema is still being created:
@@ -89,13 +91,15 @@ def independent_tables(source: ConnInfo, dbname: str, snapshot: str) -> set[tupl
         return {(r["schema"], r["name"]) for r in fetch(conn, q.INDEPENDENT_TABLES)}
 
 
-def plan(todo: list[StreamTable], jobs: int, chunk_bytes: int = CHUNK_BYTES) -> list[Piece]:
-    """Pieces, biggest first. The last piece of a split table is open-ended, so rows in
-    blocks beyond the planned count are never missed."""
+def plan(todo: list[StreamTable], jobs: int, chunk_bytes: int = CHUNK_BYTES,
+         split_bytes: int | None = None) -> list[Piece]:
+    """Pieces, biggest first. Tables of at least ``split_bytes`` (default: two chunks) are
+    split in up to ``jobs`` pieces of at least ``chunk_bytes``. The last piece of a split
+    table is open-ended, so rows in blocks beyond the planned count are never missed."""
     pieces: list[Piece] = []
     for t in todo:
         n = min(jobs, t.bytes // chunk_bytes, t.blocks)
-        if n < 2:
+        if n < 2 or (split_bytes is not None and t.bytes < split_bytes):
             pieces.append(Piece(t))
             continue
         bounds = [t.blocks * i // n for i in range(n)]
@@ -195,14 +199,15 @@ def _copy_piped(source: ConnInfo, target: ConnInfo, dbname: str, snapshot: str, 
 def stream(source: ConnInfo, target: ConnInfo, dbname: str, snapshot: str, todo: list[StreamTable],
            jobs: int, on_done: Callable[[StreamTable], None], *, bindir: Path | None = None,
            toast_compression: str | None = None, chunk_bytes: int = CHUNK_BYTES,
-           pipe_bytes: int = PIPE_BYTES, release: Release | None = None) -> None:
+           pipe_bytes: int = PIPE_BYTES, release: Release | None = None,
+           split_bytes: int | None = None) -> None:
     """Copy ``todo`` with ``jobs`` workers, biggest released piece first; ``on_done`` runs
     (serialised) once per table, when its last piece is in. ``toast_compression``: how the
     target compresses long values of columns without a compression of their own (lz4 is
     several times faster than pglz). ``release``: the tables that exist so far (None: all).
-    The first worker error stops the others and is raised."""
+    ``split_bytes``: see ``plan``. The first worker error stops the others and is raised."""
     gate = release or Release(everything=True)
-    pending = plan(todo, jobs, chunk_bytes)
+    pending = plan(todo, jobs, chunk_bytes, split_bytes)
     left = {(t.schema, t.name): 0 for t in todo}
     for p in pending:
         left[(p.table.schema, p.table.name)] += 1
