@@ -250,3 +250,22 @@ def test_a_target_without_wal_gets_big_tables_whole_and_their_keys_early(
         assert tgt.scalar("SELECT count(*) FROM pg_constraint WHERE conname = 'big_pkey'") == 1
     # Only the new databases' catalogs are WAL-logged (CREATE DATABASE copies its template).
     assert wal["minimal"] < size / 2 < size < wal["logical"], (wal, size)
+
+
+def test_an_index_the_target_cannot_build_fails_the_copy_with_the_servers_reason(
+        pg_factory: StartServer, tmp_path: Path) -> None:
+    """A classic restore failure, made for real: an expression index whose function reads a
+    table without a schema works on the source, but a restore runs with an empty search_path.
+    When the early index build hits it, the copy stops with PostgreSQL's own message."""
+    src, tgt = pg_factory(15), pg_factory(18)
+    src.execute("""
+CREATE TABLE lookup (id int PRIMARY KEY, v int);
+INSERT INTO lookup SELECT g, g FROM generate_series(1, 10) g;
+CREATE FUNCTION looked_up(int) RETURNS int LANGUAGE sql IMMUTABLE
+    AS 'SELECT v FROM lookup WHERE id = $1';
+CREATE TABLE t (id int);
+INSERT INTO t SELECT g % 10 + 1 FROM generate_series(1, 1000) g;
+CREATE INDEX t_looked_up ON t (looked_up(id));""")
+    opts = dataclasses.replace(_opts(tmp_path, tgt), early_index_bytes=0)
+    with pytest.raises(Exception, match='relation "lookup" does not exist'):
+        snapshot_copy(src.ci(), tgt.ci(), opts)

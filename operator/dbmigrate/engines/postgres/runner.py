@@ -13,10 +13,20 @@ from .commands import Command
 _KEEP = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR")
 
 
+def _reason(tail: list[str]) -> list[str]:
+    """The tool's error line and what follows it (QUERY, CONTEXT, "Command was"); the last
+    lines when none says error. pg_restore's error line comes before four or more others."""
+    lines = [line for line in tail if line.strip()]
+    for i, line in enumerate(lines):
+        if "error:" in line.lower() or "FATAL:" in line:
+            return lines[i:i + 5]
+    return lines[-5:]
+
+
 class CommandFailed(RuntimeError):
     def __init__(self, cmd: Command, code: int, tail: list[str]) -> None:
         self.cmd, self.code, self.tail = cmd, code, tail
-        super().__init__(f"{cmd.argv[0]} exited {code}: " + " | ".join(tail[-5:]))
+        super().__init__(f"{cmd.argv[0]} exited {code}: " + " | ".join(_reason(tail)))
 
 
 def run(cmd: Command, on_line: Callable[[str], None] | None = None) -> None:
