@@ -282,6 +282,7 @@ def _copy_streamed(source: ConnInfo, target: ConnInfo, dbname: str, dumpdir: Pat
             report()
             early.add((t.schema, t.name))
 
+        split_bytes = opts.split_bytes_without_wal if _wal_level(target) == "minimal" else None
         toc = dumpdir / "toc.list"
         run(commands.toc_list(opts.bindir, dumpdir, toc))
         keys = table_keys(source, dbname, snap.id, opts.early_index_bytes)
@@ -306,9 +307,7 @@ def _copy_streamed(source: ConnInfo, target: ConnInfo, dbname: str, dumpdir: Pat
         try:
             stream(source, target, dbname, snap.id, todo, opts.jobs, done, bindir=opts.bindir,
                    toast_compression=toast, chunk_bytes=opts.chunk_bytes,
-                   pipe_bytes=opts.pipe_bytes, release=release,
-                   split_bytes=opts.split_bytes_without_wal if _wal_level(target) == "minimal"
-                   else None)
+                   pipe_bytes=opts.pipe_bytes, release=release, split_bytes=split_bytes)
         finally:
             creator.join()
             early_failed = early.finish()
