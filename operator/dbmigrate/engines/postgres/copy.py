@@ -285,8 +285,9 @@ def _copy_streamed(source: ConnInfo, target: ConnInfo, dbname: str, dumpdir: Pat
         split_bytes = opts.split_bytes_without_wal if _wal_level(target) == "minimal" else None
         toc = dumpdir / "toc.list"
         run(commands.toc_list(opts.bindir, dumpdir, toc))
+        entries = toc.read_text()
         keys = table_keys(source, dbname, snap.id, opts.early_index_bytes)
-        early = EarlyIndexes(opts.bindir, target, dbname, dumpdir, per_table(toc.read_text(), keys))
+        early = EarlyIndexes(opts.bindir, target, dbname, dumpdir, per_table(entries, keys))
         release = Release()
         failed: list[BaseException] = []
         stats: list[schema_load.SchemaStats] = []
@@ -317,7 +318,7 @@ def _copy_streamed(source: ConnInfo, target: ConnInfo, dbname: str, dumpdir: Pat
             raise early_failed
         t2 = time.monotonic()
         rest = dumpdir / "rest.list"
-        rest.write_text(without(toc.read_text(), {o for k in early.done for o in keys[k]}))
+        rest.write_text(without(entries, {o for k in early.done for o in keys[k]}))
         run(commands.restore_data(opts.bindir, target, dumpdir, dbname, opts.jobs, listfile=rest))
         if opts.verify is not None and diff is not None:
             # Still inside the snapshot: the source is compared as it was copied.

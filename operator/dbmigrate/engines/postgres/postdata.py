@@ -15,10 +15,9 @@ from pathlib import Path
 
 from . import commands
 from .conninfo import ConnInfo
-from .db import connect, fetch
 from .postdata_plan import Key, ObjectId
 from .runner import run
-from .stream_sql import set_snapshot
+from .stream import fetch_at
 
 log = logging.getLogger(__name__)
 
@@ -49,12 +48,8 @@ GROUP BY n.nspname, c.relname
 def table_keys(source: ConnInfo, dbname: str, snapshot: str,
                min_bytes: int) -> dict[Key, set[ObjectId]]:
     """The dump entries (``TABLE_KEYS``) of every table at least ``min_bytes`` big."""
-    with connect(source, dbname) as conn, conn.transaction():
-        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-        conn.execute(set_snapshot(snapshot))
-        rows = fetch(conn, TABLE_KEYS, [min_bytes])
     return {(r["schema"], r["name"]): set(zip(r["catalogs"], r["oids"], strict=True))
-            for r in rows}
+            for r in fetch_at(source, dbname, snapshot, TABLE_KEYS, [min_bytes])}
 
 
 class EarlyIndexes:

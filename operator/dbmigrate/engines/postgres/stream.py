@@ -29,13 +29,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psycopg
 
 from . import commands
 from . import stream_sql as q
 from .conninfo import ConnInfo
-from .db import connect, fetch
+from .db import Row, connect, fetch
 
 log = logging.getLogger(__name__)
 
@@ -75,20 +76,24 @@ class Piece:
         return self.table.bytes * (end - (self.first_block or 0)) // self.table.blocks
 
 
-def tables(source: ConnInfo, dbname: str, snapshot: str) -> list[StreamTable]:
+def fetch_at(source: ConnInfo, dbname: str, snapshot: str, query: str,
+             params: list[Any] | None = None) -> list[Row]:
+    """Rows of a catalog query as of the copy's exported snapshot."""
     with connect(source, dbname) as conn, conn.transaction():
         conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
         conn.execute(q.set_snapshot(snapshot))
-        return [StreamTable(**r) for r in fetch(conn, q.TABLES)]
+        return fetch(conn, query, params)
+
+
+def tables(source: ConnInfo, dbname: str, snapshot: str) -> list[StreamTable]:
+    return [StreamTable(**r) for r in fetch_at(source, dbname, snapshot, q.TABLES)]
 
 
 def independent_tables(source: ConnInfo, dbname: str, snapshot: str) -> set[tuple[str, str]]:
     """(schema, name) of the tables the schema restore may create side by side
     (``q.INDEPENDENT_TABLES``), as of the copy's snapshot."""
-    with connect(source, dbname) as conn, conn.transaction():
-        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-        conn.execute(q.set_snapshot(snapshot))
-        return {(r["schema"], r["name"]) for r in fetch(conn, q.INDEPENDENT_TABLES)}
+    return {(r["schema"], r["name"])
+            for r in fetch_at(source, dbname, snapshot, q.INDEPENDENT_TABLES)}
 
 
 def plan(todo: list[StreamTable], jobs: int, chunk_bytes: int = CHUNK_BYTES,
