@@ -59,7 +59,8 @@ def test_replicate_fence_and_switch(pg_factory: StartServer, tmp_path: Path) -> 
     result = logical.switchover(src.ci(), tgt.ci(), names, lambda: late.append(src.connect("shop")),
                                 max_write_downtime=10)
     assert len(late) == 1
-    assert result.fence_seconds < 5
+    # The contract (max_write_downtime); the figures themselves are in bench/switchover_bench.py.
+    assert 0 < result.fence_seconds <= 10
     with pytest.raises(psycopg.OperationalError):
         app.execute("SELECT 1")
     with pytest.raises(psycopg.OperationalError):
@@ -144,7 +145,8 @@ def test_a_write_that_overrides_the_fence_is_caught_up_before_the_repoint(
     position, so the row is on the target before the repoint."""
     from dbmigrate.engines.postgres.db import connect
 
-    src, tgt = pg_factory(15), pg_factory(18)
+    # No autovacuum: an autoanalyze is a write too, and would force a second recheck.
+    src, tgt = pg_factory(15, {"autovacuum": "off"}), pg_factory(18)
     realistic.load(src, logical_ready=True, extensions=False)
     _schema_copy(src, tgt, tmp_path)
     names = _start_all(src, tgt)

@@ -197,7 +197,15 @@ def test_standby_takes_over_when_the_active_replica_stops(control_plane: Control
         ops.append(restarted)
         wait_until(lambda: standby.text().count("Pausing operations in favour of") >= 2, timeout=90,
                    what="standby pauses for the restarted replica")
-        time.sleep(1)
+        # A reconcile already running when the pause came finishes (kopf does not cancel it):
+        # wait for 3 s without its requests. A standby that kept its 2 s timer never gets there.
+
+        def quiet() -> bool:
+            before = standby.text().count(_acted(watch_ns))
+            time.sleep(3)
+            return standby.text().count(_acted(watch_ns)) == before
+
+        wait_until(quiet, timeout=30, interval=0, what="the standby's last reconcile to end")
         mark = len(standby.text())
         time.sleep(6)
         assert _acted(watch_ns) not in standby.text()[mark:]

@@ -169,8 +169,9 @@ def test_manual_switchover_waits_for_the_approval_annotation(
     assert c["status"] == "False" and c["reason"] == "AwaitingApproval"
     assert "kubectl annotate migration m1 dbmigrate.dev/approve-switchover=true" in c["message"]
     assert not (_status(api, ns).get("switchover") or {}).get("fencedAt")  # nothing fenced while waiting
-    events = core.list_namespaced_event(ns, field_selector="involvedObject.name=m1").items
-    assert "AwaitingApproval" in [e.reason for e in events]
+    # Events are posted after the status is written: wait for this one.
+    wait_for(lambda: "AwaitingApproval" in {e.reason for e in core.list_namespaced_event(
+        ns, field_selector="involvedObject.name=m1").items}, timeout=20, what="the AwaitingApproval event")
 
     co.patch_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, "m1", {"metadata": {"annotations": {
         "dbmigrate.dev/approve-switchover": "true"}}})

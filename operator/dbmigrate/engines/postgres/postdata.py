@@ -79,6 +79,11 @@ class EarlyIndexes:
                                   listfile=listfile))
         listfile.unlink()
 
+    @property
+    def error(self) -> BaseException | None:
+        """What stopped the worker, if anything did (it takes no table after that)."""
+        return self._error
+
     def add(self, key: Key) -> None:
         """Queue a table whose rows are all in (no-op for a table without a list)."""
         if key in self.lists:
