@@ -86,8 +86,13 @@ TARGET_SETTINGS = {**BENCH_SETTINGS, "wal_level": "minimal", "max_wal_senders": 
                    "max_replication_slots": "0"}
 
 
-def fresh_target() -> PgServer:
-    return start_server(18, TARGET_SETTINGS)
+# The same server writing WAL for every row (wal_level=logical): an execute target loaded as
+# it is (strategy dump below dumpStrategy.walFreeLoadMinBytes). Tables are split then.
+LOGGED_TARGET_SETTINGS = {**BENCH_SETTINGS, "wal_level": "logical"}
+
+
+def fresh_target(settings: dict[str, str] = TARGET_SETTINGS) -> PgServer:
+    return start_server(18, settings)
 
 
 class _Phases(logging.Handler):
@@ -108,8 +113,9 @@ logging.getLogger("dbmigrate.engines.postgres.copy").addHandler(PHASES)
 logging.getLogger("dbmigrate.engines.postgres.copy").setLevel(logging.INFO)
 
 
-def run_ours(src: PgServer, work: Path, data: str) -> tuple[float, PgServer]:
-    tgt = fresh_target()
+def run_ours(src: PgServer, work: Path, data: str,
+             settings: dict[str, str] = TARGET_SETTINGS) -> tuple[float, PgServer]:
+    tgt = fresh_target(settings)
     t0 = time.monotonic()
     snapshot_copy(src.ci(), tgt.ci(), CopyOptions(workdir=work / "ours", bindir=tgt.bindir, jobs=JOBS,
                                                   data=data))
@@ -159,12 +165,17 @@ def main() -> None:
 
         # Each method REPEAT times, interleaved; the best run of each counts (on a shared
         # machine the best is the one least disturbed by others).
-        runs: dict[str, list[float]] = {"ours": [], "dump": [], "naive": [], "base": []}
+        runs: dict[str, list[float]] = {"ours": [], "logged": [], "dump": [], "naive": [], "base": []}
         clean = True
         for r in range(REPEAT):
             log(f"[{r + 1}/{REPEAT}] dbmigrate snapshot copy (rows streamed)")
             s, tgt = run_ours(src, work, "stream")
             runs["ours"].append(s)
+            clean = clean and verify(src.ci(), tgt.ci(), VerifyOptions(checksum_rows=100_000)).clean
+            tgt.stop()
+            log(f"[{r + 1}/{REPEAT}] dbmigrate snapshot copy into a target that writes WAL (wal_level=logical)")
+            s, tgt = run_ours(src, work, "stream", LOGGED_TARGET_SETTINGS)
+            runs["logged"].append(s)
             clean = clean and verify(src.ci(), tgt.ci(), VerifyOptions(checksum_rows=100_000)).clean
             tgt.stop()
             log(f"[{r + 1}/{REPEAT}] dbmigrate snapshot copy (pg_dump -Fd -j / pg_restore -j only)")
@@ -179,16 +190,20 @@ def main() -> None:
             log(f"[{r + 1}/{REPEAT}] pg_basebackup")
             s, base_bytes = run_basebackup(src, work)
             runs["base"].append(s)
-        ours_s, dump_s, naive_s, base_s = (min(runs[k]) for k in ("ours", "dump", "naive", "base"))
+        ours_s, logged_s, dump_s, naive_s, base_s = (min(runs[k]) for k in ("ours", "logged", "dump", "naive",
+                                                                             "base"))
     finally:
         src.stop()
         shutil.rmtree(work, ignore_errors=True)
 
-    mbps = {"dbmigrate": db_bytes / 2**20 / ours_s, "dbmigrate_dump": db_bytes / 2**20 / dump_s,
+    mbps = {"dbmigrate": db_bytes / 2**20 / ours_s, "dbmigrate_logged": db_bytes / 2**20 / logged_s,
+            "dbmigrate_dump": db_bytes / 2**20 / dump_s,
             "pg_dump | psql": db_bytes / 2**20 / naive_s, "pg_basebackup": base_bytes / 2**20 / base_s}
     rows = [["method", "seconds", "MB", "MB/s"],
             ["dbmigrate (default: rows streamed)", f"{ours_s:.1f}", f"{db_bytes / 2**20:.0f}",
              f"{mbps['dbmigrate']:.1f}"],
+            ["dbmigrate into a target writing WAL (wal_level=logical)", f"{logged_s:.1f}",
+             f"{db_bytes / 2**20:.0f}", f"{mbps['dbmigrate_logged']:.1f}"],
             ["dbmigrate data=dump (pg_dump -Fd -j, pg_restore -j)", f"{dump_s:.1f}",
              f"{db_bytes / 2**20:.0f}", f"{mbps['dbmigrate_dump']:.1f}"],
             ["pg_dump | psql", f"{naive_s:.1f}", f"{db_bytes / 2**20:.0f}", f"{mbps['pg_dump | psql']:.1f}"],
@@ -199,11 +214,13 @@ def main() -> None:
     print(table(rows))
     print(f"dbmigrate / pg_dump|psql = {r_naive:.2f}x (target >= 2.0)   "
           f"dbmigrate / pg_basebackup = {r_base:.2f}x (target >= 0.5)   "
+          f"without WAL / with WAL = {logged_s / ours_s:.2f}x faster   "
           f"verification clean: {clean}   jobs={JOBS}   data under {tempfile.tempdir}   "
           f"load average {os.getloadavg()[0]:.1f}")
     path = write_result("copy", {
         "size_mb_requested": MB, "database_bytes": db_bytes, "jobs": JOBS,
-        "seconds": {"dbmigrate": ours_s, "dbmigrate_dump": dump_s, "pg_dump_psql": naive_s,
+        "seconds": {"dbmigrate": ours_s, "dbmigrate_wal_logical_target": logged_s,
+                    "dbmigrate_dump": dump_s, "pg_dump_psql": naive_s,
                     "pg_basebackup": base_s},
         "load_average": os.getloadavg(), "data_dir": tempfile.tempdir,
         "mb_per_s": mbps, "ratio_vs_pg_dump_psql": r_naive, "ratio_vs_pg_basebackup": r_base,

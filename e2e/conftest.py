@@ -211,6 +211,10 @@ def operator(cluster: Kubectl) -> Iterator[str]:
         "--create-namespace",
         "--set",
         "image.pullPolicy=Never",
+        # The e2e sources are small: load every strategy dump copy without WAL, so that the
+        # new server's two restarts around it run for real.
+        "--set",
+        "dumpStrategy.walFreeLoadMinBytes=0",
         "--wait",
         "--timeout",
         "180s",

@@ -94,6 +94,11 @@ async def perform(ctx: Context, action: object, obs: SourceObservation | None) -
         return await switchover(ctx, action)
     elif isinstance(action, xp.Repoint):
         await kube.repoint_service(ctx.ns, ctx.spec.source.service_name, _target_labels(ctx))
+        return xp.after_repoint(ctx.status, ctx.generation, datetime.now(UTC))
+    elif isinstance(action, xp.SetTargetWal):
+        await kube.patch_statefulset(ctx.ns, ctx.children["statefulset"],
+                                     resources.server_args_patch(action.wal_level))
+        ctx.logger.info("new server restarting with wal_level=%s", action.wal_level)
     elif isinstance(action, xp.Finalize):
         return await finalize(ctx, action)
     elif isinstance(action, xp.RestoreSource):

@@ -7,6 +7,7 @@ import os
 from dataclasses import dataclass, field
 
 from .api import SpecError, parse_duration
+from .resources import quantity_bytes
 
 DEFAULT_IMAGES = {15: "postgres:15", 16: "postgres:16", 17: "postgres:17", 18: "postgres:18"}
 # The copy Job's image per target major: that version's client tools + the dbmigrate engine.
@@ -30,6 +31,11 @@ def _images(text: str | None, defaults: dict[int, str] = DEFAULT_IMAGES,
         images[int(major)] = image.strip()
     return images
 
+
+# Strategy dump loads a source this big or bigger without WAL. The WAL saved is about a fifth
+# of the copy time (bench/copy_bench.py: 4 s per GB here); the restart it costs within the
+# write interruption is 5-10 s (pod recreated, readiness probe every 5 s).
+DEFAULT_WAL_FREE_LOAD_MIN_BYTES = 4 * 2**30
 
 DEFAULT_COPY_RESOURCES: dict[str, dict[str, str]] = {
     "requests": {"cpu": "500m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}}
@@ -60,6 +66,19 @@ def _resources(name: str, default: dict[str, dict[str, str]]) -> dict[str, dict[
             for v in value.values()):
         raise ConfigError(f"{hint}, got {raw!r}")
     return {k: {r: str(q) for r, q in v.items()} for k, v in value.items() if v}
+
+
+def _optional_bytes(name: str, default: int | None) -> int | None:
+    """A size as a Kubernetes quantity ('4Gi', '500M', '0'), or 'never' (None)."""
+    raw = (os.environ.get(name) or "").strip()
+    if raw == "":
+        return default
+    if raw == "never":
+        return None
+    value = quantity_bytes(raw)
+    if value is None:
+        raise ConfigError(f"{name}={raw!r} must be a size like 4Gi or 500Mi (0: always), or never")
+    return value
 
 
 def _float(name: str, default: float) -> float:
@@ -114,6 +133,9 @@ class Config:
     copy_parallelism: int = 2
     copy_resources: dict[str, dict[str, str]] = field(
         default_factory=lambda: {k: dict(v) for k, v in DEFAULT_COPY_RESOURCES.items()})
+    # Strategy dump: sources at least this big are loaded without WAL (two restarts of the new
+    # server, one within the write interruption); None: never (executeplan.wal_free_load).
+    wal_free_load_min_bytes: int | None = DEFAULT_WAL_FREE_LOAD_MIN_BYTES
 
     @staticmethod
     def from_env() -> Config:
@@ -133,4 +155,6 @@ class Config:
             default_retain_source_for=_duration("DBMIGRATE_DEFAULT_RETAIN_SOURCE_FOR", "168h"),
             copy_parallelism=_int("DBMIGRATE_COPY_PARALLELISM", 2, 1, 64),
             copy_resources=_resources("DBMIGRATE_COPY_RESOURCES", DEFAULT_COPY_RESOURCES),
+            wal_free_load_min_bytes=_optional_bytes("DBMIGRATE_WAL_FREE_LOAD_MIN_BYTES",
+                                                    DEFAULT_WAL_FREE_LOAD_MIN_BYTES),
         )

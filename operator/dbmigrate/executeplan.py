@@ -11,7 +11,10 @@ Steps, in order (strategy logical):
      interruption, and the Migration is locked.
   4. Completed: replication objects removed, the target's children no longer owned by the
      Migration (deleting it must not delete the new server), the source scaled to 0 and kept.
-Strategy dump: fence, copy + verify in a Job, repoint, then step 4.
+Strategy dump: fence, copy + verify in a Job, repoint, then step 4. A source of at least
+``wal_free_min_bytes`` is loaded without WAL: the new server is restarted with
+wal_level=minimal before the fence (writes still flow), and with logical again after the
+copy, before the repoint (within the interruption; bounded by TARGET_RESTART_SECONDS).
 
 Crash safety: a switchover found started but without a point of no return is resolved from
 the Service itself: selecting the target means the repoint happened (roll forward); otherwise
@@ -32,6 +35,9 @@ from .planner import Event, Plan, _Builder, _progress
 
 # Switch once the subscriptions are this close to the source (bytes of WAL not yet applied).
 SWITCH_LAG_BYTES = 16 * 1024 * 1024
+# Strategy dump: a restart of the new server while writes are stopped (wal_level back to
+# logical) that takes longer than this unfences the source and fails the Migration.
+TARGET_RESTART_SECONDS = 600.0
 
 
 @dataclass(frozen=True)
@@ -82,13 +88,21 @@ class Repoint:
 
 
 @dataclass(frozen=True)
+class SetTargetWal:
+    """Strategy dump: restart the new server with this wal_level (minimal: load without WAL;
+    logical: its WAL back before it goes live)."""
+
+    wal_level: str
+
+
+@dataclass(frozen=True)
 class Finalize:
     tag: str
     strategy: str
 
 
 ExecuteAction = (ResetTestServer | CreateSchemaJob | StartReplication | Switchover | RecoverSwitchover
-                 | RestoreSource | FenceSource | Repoint | Finalize)
+                 | RestoreSource | FenceSource | Repoint | SetTargetWal | Finalize)
 
 
 def replication_tag(uid: str) -> str:
@@ -126,8 +140,21 @@ def needs_reset(status: dict[str, Any]) -> bool:
     return (status.get("target") or {}).get("provisionedFor") == "test"
 
 
+def wal_free_load(status: dict[str, Any], min_bytes: int | None) -> bool:
+    """Strategy dump: load without WAL when the source is big enough that the WAL it saves
+    (measured: a fifth of the copy time, bench/copy_bench.py) outweighs a server restart
+    within the write interruption. ``min_bytes`` None: never."""
+    size = int((status.get("progress") or {}).get("bytesTotal") or 0)
+    return min_bytes is not None and size >= min_bytes
+
+
+def _settled(t: TargetObservation) -> bool:
+    return t.rolled_out and t.ready_replicas >= 1
+
+
 def plan_execute(b: _Builder, spec: MigrationSpec, t: TargetObservation, x: ExecuteObservation,
-                 status: dict[str, Any], worker_image: str | None, uid: str) -> Plan:
+                 status: dict[str, Any], worker_image: str | None, uid: str,
+                 wal_free_min_bytes: int | None = None) -> Plan:
     tag = replication_tag(uid)
     sw = dict(status.get("switchover") or {})
     target_labels = resources.labels(resources.Owner(b.name, "", ""), "target")
@@ -151,8 +178,18 @@ def plan_execute(b: _Builder, spec: MigrationSpec, t: TargetObservation, x: Exec
             return b.plan(RestoreSource(tag, strategy))
         return b.plan()
     if strategy == "dump":
-        if not sw.get("fencedAt") and awaiting_approval(b, spec, x, "the target is ready"):
-            return b.plan()
+        if not sw.get("fencedAt"):
+            if wal_free_load(status, wal_free_min_bytes) and t.wal_level != "minimal":
+                b.progressing("Provisioning", "TargetWithoutWal",
+                              "strategy dump: restarting the new server with wal_level=minimal, so that the "
+                              "copy writes no WAL (it gets its WAL back before the Service moves)")
+                return b.plan(SetTargetWal("minimal"))
+            if not _settled(t):
+                b.progressing("Provisioning", "TargetRestarting",
+                              f"waiting for the new server to restart with wal_level={t.wal_level}")
+                return b.plan()
+            if awaiting_approval(b, spec, x, "the target is ready"):
+                return b.plan()
         return _dump(b, t, x, sw, worker_image, target_labels, tag)
     # -- logical ----------------------------------------------------------------------------------
     if sw.get("startedAt"):
@@ -259,6 +296,26 @@ def _dump(b: _Builder, t: TargetObservation, x: ExecuteObservation, sw: dict[str
         return b.plan()
     if x.service_selector == target_labels:
         return _ponr(b, sw, b.now)
+    if t.wal_level == "minimal":
+        # Loaded without WAL: the production server needs it (replicas, backups) before it goes live.
+        # The first attempt's time: a patch that failed and is repeated does not reset the bound.
+        b.status["switchover"] = {**sw, "targetRestartedAt": sw.get("targetRestartedAt") or cond.rfc3339(b.now)}
+        b.progressing("SwitchingOver", "RestartingTarget",
+                      "the copy is verified: restarting the new server with wal_level=logical before the "
+                      "Service moves")
+        return b.plan(SetTargetWal("logical"))
+    if not _settled(t):
+        # Never repoint onto a server that is not up on its current command line.
+        since = sw.get("targetRestartedAt")
+        if since and (b.now - _parse(since)).total_seconds() > TARGET_RESTART_SECONDS:
+            msg = (f"the new server did not come back within {TARGET_RESTART_SECONDS:.0f} s of its restart with "
+                   f"wal_level=logical; unfencing the source")
+            b.status["switchover"] = {"abortedAt": cond.rfc3339(b.now), "sourceRestored": False}
+            b.stalled("Failed", "TargetRestartFailed", msg,
+                      "the source serves writes again; see the new server's pod, then create a new Migration")
+            return b.plan(RestoreSource(tag, "dump"), [Event("Warning", "TargetRestartFailed", msg)])
+        b.progressing("SwitchingOver", "RestartingTarget", "waiting for the new server to restart with its WAL")
+        return b.plan()
     b.progressing("SwitchingOver", "Repointing", "the copy is verified: pointing the Service at the new server")
     return b.plan(Repoint())
 
@@ -294,6 +351,22 @@ def _parse(text: str) -> datetime:
     from .planner import _parse_time
 
     return _parse_time(text)
+
+
+def after_repoint(status: dict[str, Any], generation: int, now: datetime) -> Plan:
+    """Strategy dump: the Service points at the new server: the point of no return, recorded at
+    once (the write interruption runs from the fence to now)."""
+    return _ponr(_Builder(status, generation, now), dict(status.get("switchover") or {}), now)
+
+
+def repointed(status: dict[str, Any], name: str, x: ExecuteObservation | None) -> bool:
+    """A switchover or fence is recorded and the source Service already selects the new server:
+    the repoint happened (its record may have been lost in a crash). Only forward from here:
+    the source checks, which expect the Service on the old server, no longer apply."""
+    sw = status.get("switchover") or {}
+    started = (sw.get("startedAt") or sw.get("fencedAt")) and not sw.get("abortedAt")
+    return bool(started) and x is not None and x.service_selector == resources.labels(
+        resources.Owner(name, "", ""), "target")
 
 
 def after_switchover(status: dict[str, Any], generation: int, now: datetime, seconds: float) -> Plan:

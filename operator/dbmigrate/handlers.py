@@ -101,7 +101,8 @@ async def _reconcile(body: kopf.Body, logger: kopf.Logger | logging.LoggerAdapte
         result = planner.plan(spec, status, generation, observation, datetime.now(UTC),
                               target=target, images=CONFIG.images, worker_images=CONFIG.worker_images,
                               name=name, namespace=ns, uid=uid, execute=execute,
-                              peers=await kube.list_peers(ns), created=str(meta.get("creationTimestamp") or ""))
+                              peers=await kube.list_peers(ns), created=str(meta.get("creationTimestamp") or ""),
+                              wal_free_min_bytes=CONFIG.wal_free_load_min_bytes)
         status = await _write(ns, name, uid, status, result, logger)
         metrics.observe(uid, ns, name, str(spec.get("mode", "test")), status)
         if ctx is None or result.action is None:

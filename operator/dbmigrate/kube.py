@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 import kubernetes
 from kubernetes.client.exceptions import ApiException
 
+from . import resources
 from .api import GROUP, KIND, PLURAL, VERSION
 from .observed import (
     ContainerInfo,
@@ -164,11 +165,19 @@ async def read_target(namespace: str, child_names: dict[str, str]) -> TargetObse
 
     def read() -> TargetObservation:
         present: set[str] = set()
-        ready = 0
+        ready, wal, rolled = 0, None, True
         sts = _or_none(lambda: apps.read_namespaced_stateful_set(child_names["statefulset"], namespace))
         if sts is not None:
             present.add("StatefulSet")
-            ready = (sts.status.ready_replicas or 0) if sts.status else 0
+            st = sts.status
+            ready = (st.ready_replicas or 0) if st else 0
+            pod = sts.spec.template.spec if sts.spec else None
+            server = next((c for c in (pod.containers if pod else []) if c.name == "postgres"), None)
+            wal = resources.wal_level_of(server.args or []) if server else None
+            # The controller saw the last template change and the pod runs it.
+            generation = (sts.metadata.generation if sts.metadata else None) or 0
+            rolled = st is not None and (st.observed_generation or 0) >= generation \
+                and st.update_revision == st.current_revision
         if _or_none(lambda: core.read_namespaced_secret(child_names["secret"], namespace)) is not None:
             present.add("Secret")
         if _or_none(lambda: core.read_namespaced_service(child_names["service"], namespace)) is not None:
@@ -177,7 +186,8 @@ async def read_target(namespace: str, child_names: dict[str, str]) -> TargetObse
             present.add("Service/headless")
         if _or_none(lambda: net.read_namespaced_network_policy(child_names["networkpolicy"], namespace)):
             present.add("NetworkPolicy")
-        return TargetObservation(present=frozenset(present), ready_replicas=ready)
+        return TargetObservation(present=frozenset(present), ready_replicas=ready, wal_level=wal,
+                                 rolled_out=rolled)
 
     return await _call(read)
 
@@ -323,6 +333,12 @@ def repoint_service_sync(namespace: str, name: str, selector: dict[str, str]) ->
 
 async def repoint_service(namespace: str, name: str, selector: dict[str, str]) -> None:
     await _call(lambda: repoint_service_sync(namespace, name, selector))
+
+
+async def patch_statefulset(namespace: str, name: str, patch: dict[str, Any]) -> None:
+    """Strategic merge patch (e.g. ``resources.server_args_patch``)."""
+    apps = kubernetes.client.AppsV1Api(_api())
+    await _call(lambda: apps.patch_namespaced_stateful_set(name, namespace, patch))
 
 
 async def scale_statefulset(namespace: str, name: str, replicas: int) -> None:

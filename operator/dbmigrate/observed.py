@@ -77,6 +77,10 @@ class TargetObservation:
     smoke_job: JobObservation | None = None
     # Bytes in the target's databases (progress while copying); None when not measured.
     bytes_copied: int | None = None
+    # The wal_level the StatefulSet's server command line sets, and whether its pod runs the
+    # current template (a changed command line restarts the server).
+    wal_level: str | None = None
+    rolled_out: bool = True
 
     @property
     def complete(self) -> bool:

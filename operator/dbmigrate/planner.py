@@ -261,6 +261,7 @@ def plan(
     execute: ExecuteObservation | None = None,
     peers: list[PeerMigration] | None = None,
     created: str = "",
+    wal_free_min_bytes: int | None = None,
 ) -> Plan:
     from . import executeplan as xp  # executeplan builds on this module
 
@@ -277,12 +278,13 @@ def plan(
             b.progressing("Provisioning", "RemovingTestServer",
                           "mode changed to execute: removing the test server; execute provisions its own")
             return b.plan(xp.ResetTestServer())
-        if (status.get("switchover") or {}).get("pointOfNoReturnAt"):
+        if (status.get("switchover") or {}).get("pointOfNoReturnAt") or xp.repointed(status, name, execute):
             # Past the point of no return nothing is re-checked: the source Service already
             # points at the new server and the old one is stopped. Only forward.
             spec_x = parse_spec(body_spec)
             return xp.plan_execute(b, spec_x, target or TargetObservation(), execute or ExecuteObservation(),
-                                   status, (worker_images or {}).get(spec_x.target.version), uid)
+                                   status, (worker_images or {}).get(spec_x.target.version), uid,
+                                   wal_free_min_bytes)
     if status.get("phase") == "Expired":
         # Terminal: the test server is gone; a new test needs a new Migration.
         b.status["phase"] = "Expired"
@@ -346,7 +348,10 @@ def plan(
         b.progressing("Provisioning", "CreatingTarget",
                       f"creating the target server (PostgreSQL {spec.target.version}, image {image})")
         return b.plan(EnsureTarget(image))
-    if t.ready_replicas < 1:
+    # A restart of the new server while writes are stopped (strategy dump) has a time bound:
+    # executeplan.py waits for it, not this.
+    restarting = bool((status.get("switchover") or {}).get("targetRestartedAt"))
+    if t.ready_replicas < 1 and not restarting:
         b.progressing("Provisioning", "TargetStarting",
                       f"waiting for the target server (PostgreSQL {spec.target.version}) to become ready")
         return b.plan()
@@ -364,7 +369,8 @@ def plan(
 
     worker_image = (worker_images or {}).get(spec.target.version)
     if spec.mode == "execute":
-        return xp.plan_execute(b, spec, t, execute or ExecuteObservation(), status, worker_image, uid)
+        return xp.plan_execute(b, spec, t, execute or ExecuteObservation(), status, worker_image, uid,
+                               wal_free_min_bytes)
     return _copy(b, spec, t, worker_image, status)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -102,14 +102,34 @@ def restricted_container_security() -> dict[str, Any]:
             "runAsNonRoot": True}
 
 
-def _server_args(spec: MigrationSpec) -> list[str]:
-    if spec.mode == "test":
-        # A throw-away copy: loading without WAL (minimal) is markedly faster, and nothing
-        # replicates from it.
+def server_args(wal_level: str) -> list[str]:
+    """The target server's command line. "minimal": a load writes no WAL for the rows of a
+    table it creates or truncates (markedly faster), and nothing can replicate from it.
+    "logical": it can subscribe from the source, and feed replicas and backups afterwards."""
+    if wal_level == "minimal":
         return ["-c", "wal_level=minimal", "-c", "max_wal_senders=0"]
-    # The new production server: it subscribes from the source (logical) and must be able to
-    # feed replicas and backups afterwards.
     return ["-c", "wal_level=logical", "-c", "max_wal_senders=10", "-c", "max_replication_slots=10"]
+
+
+def wal_level_of(args: Sequence[str]) -> str | None:
+    """The wal_level a server command line (``server_args``) sets, None if none."""
+    for a in args:
+        if a.startswith("wal_level="):
+            return a.split("=", 1)[1]
+    return None
+
+
+def server_args_patch(wal_level: str) -> dict[str, Any]:
+    """Strategic merge patch of the target StatefulSet: the server restarts with ``wal_level``
+    (containers merge by name; the args list is replaced)."""
+    return {"spec": {"template": {"spec": {"containers": [
+        {"name": "postgres", "args": server_args(wal_level)}]}}}}
+
+
+def _server_args(spec: MigrationSpec) -> list[str]:
+    # A test server is a throw-away copy; the execute target is the new production server (it
+    # may load without WAL first: executeplan.py, strategy dump).
+    return server_args("minimal" if spec.mode == "test" else "logical")
 
 
 def credentials_secret(owner: Owner, username: str, password: str) -> dict[str, Any]:

@@ -31,6 +31,8 @@ def test_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
     ("DBMIGRATE_COPY_RESOURCES", "cpu=1", 'must be JSON like {"requests"'),
     ("DBMIGRATE_COPY_RESOURCES", '{"requests": "1"}', 'must be JSON like'),
     ("DBMIGRATE_COPY_RESOURCES", '{"request": {"cpu": "1"}}', 'must be JSON like'),
+    ("DBMIGRATE_WAL_FREE_LOAD_MIN_BYTES", "4 GB", "must be a size like 4Gi or 500Mi"),
+    ("DBMIGRATE_WAL_FREE_LOAD_MIN_BYTES", "off", "or never"),
 ])
 def test_bad_values(monkeypatch: pytest.MonkeyPatch, var: str, value: str, message: str) -> None:
     monkeypatch.setenv(var, value)
@@ -60,3 +62,11 @@ def test_copy_job_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     assert cfg.copy_parallelism == 8 and cfg.copy_resources == {"requests": {"cpu": "2", "memory": "1Gi"}}
     monkeypatch.setenv("DBMIGRATE_COPY_RESOURCES", "{}")
     assert Config.from_env().copy_resources == {}
+
+
+def test_wal_free_load_threshold(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DBMIGRATE_WAL_FREE_LOAD_MIN_BYTES", raising=False)
+    assert Config.from_env().wal_free_load_min_bytes == 4 * 2**30
+    for raw, value in (("500Mi", 500 * 2**20), ("0", 0), ("never", None), ("1G", 10**9)):
+        monkeypatch.setenv("DBMIGRATE_WAL_FREE_LOAD_MIN_BYTES", raw)
+        assert Config.from_env().wal_free_load_min_bytes == value

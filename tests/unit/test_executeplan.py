@@ -40,10 +40,13 @@ def cond(status: dict[str, Any], t: str) -> dict[str, Any]:
 
 def step(status: dict[str, Any], x: ExecuteObservation | None = None, job: JobObservation | None = None,
          spec: dict[str, Any] | None = None, now: datetime = NOW,
-         source: SourceObservation | None = SOURCE) -> planner.Plan:
-    return planner.plan(spec or SPEC, status, 1, source, now, target=TargetObservation(FULL, 1, job=job),
+         source: SourceObservation | None = SOURCE, target: TargetObservation | None = None,
+         wal_free_min_bytes: int | None = None) -> planner.Plan:
+    t = TargetObservation(FULL, 1, job=job) if target is None else target
+    return planner.plan(spec or SPEC, status, 1, source, now, target=t,
                         images={18: "postgres:18"}, worker_images={18: "worker:18"}, name="m1", namespace="ns",
-                        uid=UID, execute=x or ExecuteObservation(service_selector=dict(OLD_SELECTOR)))
+                        uid=UID, execute=x or ExecuteObservation(service_selector=dict(OLD_SELECTOR)),
+                        wal_free_min_bytes=wal_free_min_bytes)
 
 
 def checked(findings: list[dict[str, Any]] | None = None) -> dict[str, Any]:
@@ -179,6 +182,75 @@ def test_dump_path() -> None:
     later = NOW + timedelta(seconds=90)
     p = step(st, ExecuteObservation(service_selector=TARGET_LABELS), job=JobObservation(succeeded=True), now=later)
     assert p.status["switchover"]["writeDowntimeSeconds"] == 90.0 and p.status["locked"] is True
+
+
+def _server(wal: str, ready: int = 1, rolled_out: bool = True, job: JobObservation | None = None
+            ) -> TargetObservation:
+    return TargetObservation(FULL, ready, job=job, wal_level=wal, rolled_out=rolled_out)
+
+
+def test_a_big_dump_loads_without_wal_and_gets_it_back_before_the_repoint() -> None:
+    """checked() measured 1000 bytes on the source: at the threshold, the copy goes WAL-free."""
+    st = checked([LOGICAL_BLOCKER])
+    # Before the fence (writes still flow): restart the new server with wal_level=minimal.
+    p = step(st, target=_server("logical"), wal_free_min_bytes=1000)
+    assert p.action == xp.SetTargetWal("minimal") and not p.status.get("switchover")
+    assert cond(p.status, "Reconciling")["reason"] == "TargetWithoutWal"
+    st = merged(st, p)
+    for restarting, reason in ((_server("minimal", ready=1, rolled_out=False), "TargetRestarting"),
+                               (_server("minimal", ready=0), "TargetStarting")):
+        p = step(st, target=restarting, wal_free_min_bytes=1000)
+        assert p.action is None and not p.status.get("switchover"), "never fenced while it restarts"
+        assert cond(p.status, "Reconciling")["reason"] == reason
+    p = step(st, target=_server("minimal"), wal_free_min_bytes=1000)
+    assert p.action == xp.FenceSource()
+    st = merged(st, p)
+    assert step(st, target=_server("minimal"), wal_free_min_bytes=1000).action == planner.CreateCopyJob("worker:18")
+    # Copied and verified: WAL back on (within the interruption), then the repoint.
+    done = JobObservation(succeeded=True, result={"ok": True})
+    p = step(st, target=_server("minimal", job=done), wal_free_min_bytes=1000)
+    assert p.action == xp.SetTargetWal("logical")
+    assert p.status["switchover"]["targetRestartedAt"] == "2026-03-01T12:00:00Z"
+    assert p.status["switchover"]["fencedAt"] == st["switchover"]["fencedAt"]
+    st = merged(st, p)
+    soon = NOW + timedelta(seconds=30)
+    p = step(st, target=_server("logical", ready=0, job=done), now=soon, wal_free_min_bytes=1000)
+    assert p.action is None and cond(p.status, "Reconciling")["reason"] == "RestartingTarget"
+    p = step(st, target=_server("logical", job=done), now=soon, wal_free_min_bytes=1000)
+    assert p.action == xp.Repoint()
+    # A server that never comes back: the source is unfenced, the Migration fails.
+    late = NOW + timedelta(seconds=xp.TARGET_RESTART_SECONDS + 1)
+    p = step(st, target=_server("logical", ready=0, job=done), now=late, wal_free_min_bytes=1000)
+    assert p.action == xp.RestoreSource("1234abcd", "dump") and p.status["phase"] == "Failed"
+    assert "TargetRestartFailed" in [e.reason for e in p.events]
+
+
+@pytest.mark.parametrize("threshold", [1001, None])
+def test_a_small_dump_keeps_its_wal(threshold: int | None) -> None:
+    """Below the threshold (or with it off) no restart: a restart would cost more than the WAL."""
+    st = checked([LOGICAL_BLOCKER])
+    p = step(st, target=_server("logical"), wal_free_min_bytes=threshold)
+    assert p.action == xp.FenceSource()
+    done = JobObservation(succeeded=True, result={"ok": True})
+    assert step(merged(st, p), target=_server("logical", job=done), wal_free_min_bytes=threshold
+                ).action == xp.Repoint()
+
+
+def test_a_dump_repoint_is_recorded_at_once_and_survives_a_lost_record() -> None:
+    """Seen for real in e2e: after the repoint the source Service selects the new server, which
+    the source checks call a mismatch; the Migration must roll forward, not stall in Pending."""
+    st = merged(checked([LOGICAL_BLOCKER]), step(checked([LOGICAL_BLOCKER])))
+    later = NOW + timedelta(seconds=42)
+    p = xp.after_repoint(st, 1, later)
+    assert p.status["switchover"]["pointOfNoReturnAt"] == "2026-03-01T12:00:42Z"
+    assert p.status["switchover"]["writeDowntimeSeconds"] == 42.0 and p.status["locked"] is True
+    # The record was lost (crash right after the repoint): the Service tells.
+    moved = SourceObservation("ns", SOURCE.statefulset, ServiceInfo("pg", dict(TARGET_LABELS), (5432,)),
+                              SOURCE.secret)
+    p = step(st, ExecuteObservation(service_selector=TARGET_LABELS), job=JobObservation(succeeded=True),
+             source=moved, now=later)
+    assert p.status["phase"] == "SwitchingOver" and p.status["switchover"]["pointOfNoReturnAt"]
+    assert p.status["locked"] is True
 
 
 def test_dump_copy_failure_unfences() -> None:

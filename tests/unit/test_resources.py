@@ -51,6 +51,12 @@ def test_statefulset_is_restricted_and_takes_credentials_by_reference() -> None:
                                                         "credentialsSecretName": "s"}, "target": {"version": "17"}})
     ex = _objs(spec=execute)["StatefulSet/pg-to-17-target"]["spec"]["template"]["spec"]["containers"][0]
     assert "wal_level=logical" in ex["args"]
+    assert r.wal_level_of(ex["args"]) == "logical" and r.wal_level_of(c["args"]) == "minimal"
+    # Strategy dump restarts the server with another wal_level: only its command line changes.
+    patch = r.server_args_patch("minimal")
+    assert patch == {"spec": {"template": {"spec": {"containers": [
+        {"name": ex["name"], "args": c["args"]}]}}}}
+    assert "max_wal_senders=0" in c["args"]  # required by wal_level=minimal
     assert pod["automountServiceAccountToken"] is False
     assert sts["spec"]["serviceName"] == "pg-to-17-target-hl"
     assert sts["spec"]["selector"]["matchLabels"] == sts["spec"]["template"]["metadata"]["labels"]

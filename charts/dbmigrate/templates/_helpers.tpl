@@ -42,7 +42,8 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 # children the Migration controls (kube.delete_owned checks the ownerReference and uses a UID
 # precondition), for the test server's TTL expiry.
 # patch: an execute repoints the source Service (selector), scales the source StatefulSet to 0,
-# and releases the new server's children from the Migration (ownerReferences).
+# restarts the new server with another wal_level (strategy dump, its own StatefulSet only), and
+# releases the new server's children from the Migration (ownerReferences).
 - apiGroups: [apps]
   resources: [statefulsets]
   verbs: [get, create, delete, patch]
