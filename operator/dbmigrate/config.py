@@ -32,9 +32,10 @@ def _images(text: str | None, defaults: dict[int, str] = DEFAULT_IMAGES,
     return images
 
 
-# Strategy dump loads a source this big or bigger without WAL. The WAL saved is about a fifth
-# of the copy time (bench/copy_bench.py: 4 s per GB here); the restart it costs within the
-# write interruption is 5-10 s (pod recreated, readiness probe every 5 s).
+# Strategy dump loads a source this big or bigger without WAL. Measured here (1138 MB, 15 -> 18,
+# four alternating runs each): 17.2-20.6 s without WAL, 23.6-25.8 s with (WAL 121 vs 916 MB),
+# about 5 s per GB saved. The restart it costs within the write interruption: 2 s from the
+# restart to the repoint in e2e, up to ~7 s (readiness probe every 5 s). 4Gi keeps a margin.
 DEFAULT_WAL_FREE_LOAD_MIN_BYTES = 4 * 2**30
 
 DEFAULT_COPY_RESOURCES: dict[str, dict[str, str]] = {

@@ -142,7 +142,7 @@ def needs_reset(status: dict[str, Any]) -> bool:
 
 def wal_free_load(status: dict[str, Any], min_bytes: int | None) -> bool:
     """Strategy dump: load without WAL when the source is big enough that the WAL it saves
-    (measured: a fifth of the copy time, bench/copy_bench.py) outweighs a server restart
+    (measured: 20-27 % of the copy time, config.py) outweighs a server restart
     within the write interruption. ``min_bytes`` None: never."""
     size = int((status.get("progress") or {}).get("bytesTotal") or 0)
     return min_bytes is not None and size >= min_bytes
@@ -351,6 +351,15 @@ def _parse(text: str) -> datetime:
     from .planner import _parse_time
 
     return _parse_time(text)
+
+
+def writes_stopped(status: dict[str, Any]) -> bool:
+    """The source refuses writes because of this Migration and a step is still to come:
+    fenced for a dump copy and not yet repointed, or a dump aborted and not yet unfenced. (A
+    logical switchover fences, catches up and repoints, or unfences, inside one step.)"""
+    sw = status.get("switchover") or {}
+    return bool((sw.get("fencedAt") and not sw.get("pointOfNoReturnAt"))
+                or (status.get("strategy") == "dump" and sw.get("abortedAt") and not sw.get("sourceRestored")))
 
 
 def after_repoint(status: dict[str, Any], generation: int, now: datetime) -> Plan:

@@ -17,6 +17,7 @@ from typing import Any
 import kopf
 
 from . import actions, kube, metrics, planner, resources
+from . import executeplan as xp
 from .api import APPROVE_ANNOTATION, GROUP, PLURAL, VERSION, SpecError, parse_spec, with_operator_defaults
 from .config import Config
 
@@ -162,6 +163,21 @@ async def on_approval(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
 
 @kopf.timer(GROUP, VERSION, PLURAL, interval=CONFIG.resync_seconds, initial_delay=CONFIG.resync_seconds)
 async def on_timer(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
+    await reconcile(body, logger)
+
+
+# While the source refuses writes (strategy dump: fence, copy Job, restart, repoint; or an
+# abort not yet unfenced) every step waits for the next reconcile: at the resync period they
+# added up to 30 s of interruption for a 1 MB copy. Only such Migrations get this timer.
+FENCED_POLL_SECONDS = 1.0
+
+
+def _writes_stopped(status: kopf.Status, **_: Any) -> bool:
+    return xp.writes_stopped(dict(status))
+
+
+@kopf.timer(GROUP, VERSION, PLURAL, interval=FENCED_POLL_SECONDS, when=_writes_stopped)
+async def on_fenced_timer(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
     await reconcile(body, logger)
 
 

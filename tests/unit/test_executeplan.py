@@ -361,3 +361,17 @@ def test_automatic_switchover_ignores_approval() -> None:
                                     replication=caught_up))
     assert isinstance(p.action, xp.Switchover)
     assert all(c["type"] != "SwitchoverApproved" for c in p.status["conditions"])
+
+
+@pytest.mark.parametrize(("strategy", "switchover", "stopped"), [
+    ("dump", {}, False),
+    ("logical", {"startedAt": "t"}, False),                               # one step does it all
+    ("dump", {"fencedAt": "t"}, True),                                    # copying, restarting
+    ("dump", {"fencedAt": "t", "targetRestartedAt": "t"}, True),
+    ("dump", {"fencedAt": "t", "pointOfNoReturnAt": "t"}, False),         # writes go to the new server
+    ("dump", {"abortedAt": "t", "sourceRestored": False}, True),          # still to unfence
+    ("dump", {"abortedAt": "t", "sourceRestored": True}, False),
+    ("logical", {"abortedAt": "t", "sourceRestored": False}, False),      # unfenced; cleanup retried
+])
+def test_writes_stopped_gets_the_fast_timer(strategy: str, switchover: dict[str, Any], stopped: bool) -> None:
+    assert xp.writes_stopped({"strategy": strategy, "switchover": switchover}) is stopped
