@@ -140,6 +140,11 @@ def needs_reset(status: dict[str, Any]) -> bool:
     return (status.get("target") or {}).get("provisionedFor") == "test"
 
 
+def _target_labels(name: str) -> dict[str, str]:
+    """What the source Service selects once repointed: the new server's pods."""
+    return resources.labels(resources.Owner(name, "", ""), "target")
+
+
 def wal_free_load(status: dict[str, Any], min_bytes: int | None) -> bool:
     """Strategy dump: load without WAL when the source is big enough that the WAL it saves
     (measured: 20-27 % of the copy time, config.py) outweighs a server restart
@@ -157,7 +162,7 @@ def plan_execute(b: _Builder, spec: MigrationSpec, t: TargetObservation, x: Exec
                  wal_free_min_bytes: int | None = None) -> Plan:
     tag = replication_tag(uid)
     sw = dict(status.get("switchover") or {})
-    target_labels = resources.labels(resources.Owner(b.name, "", ""), "target")
+    target_labels = _target_labels(b.name)
     if status.get("strategy"):
         strategy = str(status["strategy"])
     else:
@@ -374,8 +379,7 @@ def repointed(status: dict[str, Any], name: str, x: ExecuteObservation | None) -
     the source checks, which expect the Service on the old server, no longer apply."""
     sw = status.get("switchover") or {}
     started = (sw.get("startedAt") or sw.get("fencedAt")) and not sw.get("abortedAt")
-    return bool(started) and x is not None and x.service_selector == resources.labels(
-        resources.Owner(name, "", ""), "target")
+    return bool(started) and x is not None and x.service_selector == _target_labels(name)
 
 
 def after_switchover(status: dict[str, Any], generation: int, now: datetime, seconds: float) -> Plan:

@@ -342,8 +342,7 @@ async def patch_statefulset(namespace: str, name: str, patch: dict[str, Any]) ->
 
 
 async def scale_statefulset(namespace: str, name: str, replicas: int) -> None:
-    apps = kubernetes.client.AppsV1Api(_api())
-    await _call(lambda: apps.patch_namespaced_stateful_set(name, namespace, {"spec": {"replicas": replicas}}))
+    await patch_statefulset(namespace, name, {"spec": {"replicas": replicas}})
 
 
 async def release_owned(namespace: str, kind: str, name: str, owner_uid: str) -> bool:
