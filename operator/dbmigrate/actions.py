@@ -19,6 +19,7 @@ from .api import MigrationSpec
 from .config import Config
 from .engines.base import Finding
 from .observed import ExecuteObservation, ReplicationObservation, SourceObservation
+from .redact import redact
 
 Logger = logging.Logger | logging.LoggerAdapter[Any]
 TARGET_CHILDREN = (("Job", "smokejob"), ("Job", "copyjob"), ("Job", "schemajob"), ("StatefulSet", "statefulset"),
@@ -47,11 +48,9 @@ class Context:
 
 
 def safe_error(e: BaseException, *secret_values: str) -> str:
-    text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-    for value in secret_values:
-        if value:
-            text = text.replace(value, "***")
-    return text
+    """The error's first line, fit for status, events and logs (redact.py)."""
+    text = redact(str(e).strip(), *secret_values)
+    return text.splitlines()[0] if text else type(e).__name__
 
 
 async def connections(ctx: Context) -> tuple[Any, Any, tuple[str, str]]:

@@ -270,8 +270,7 @@ def _job_phase(b: _Builder, job: JobObservation | None, worker_image: str | None
         b.progressing("Copying", f"Starting{reason}", what)
         return b.plan(create(worker_image))
     if job.failed:
-        r = job.result or {}
-        msg = f"{what} failed: {r.get('error') or job.failure or 'see the Job pod logs'}"
+        msg = f"{what} failed: {job.error or 'see the Job pod logs'}"
         b.stalled("Failed", f"{reason}Failed", msg, "the source is untouched; delete the Job to retry")
         return b.plan()
     b.progressing("Copying", reason, what)
@@ -288,7 +287,7 @@ def _dump(b: _Builder, t: TargetObservation, x: ExecuteObservation, sw: dict[str
     if job is None or not job.succeeded:
         if job is not None and job.failed:
             r = job.result or {}
-            msg = f"the copy failed ({r.get('diff') or r.get('error') or job.failure}); unfencing the source"
+            msg = f"the copy failed ({r.get('diff') or job.error}); unfencing the source"
             b.status["switchover"] = {"abortedAt": cond.rfc3339(b.now), "sourceRestored": False}
             b.stalled("Failed", "CopyFailed", msg, "the source serves writes again; create a new Migration")
             return b.plan(RestoreSource(tag, "dump"), [Event("Warning", "CopyFailed", msg)])

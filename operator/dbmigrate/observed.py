@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .redact import redact
+
 
 @dataclass(frozen=True)
 class ContainerInfo:
@@ -65,6 +67,12 @@ class JobObservation:
     failed: bool = False
     failure: str = ""
     result: dict[str, object] | None = None
+
+    @property
+    def error(self) -> str:
+        """Why the Job failed, fit for status and events: its own report (redacted again: an
+        older worker image may have written it), else the Job's Failed condition; "" if neither."""
+        return redact(str((self.result or {}).get("error") or self.failure or ""))
 
 
 @dataclass(frozen=True)

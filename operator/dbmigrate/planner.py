@@ -402,7 +402,7 @@ def _copy(b: _Builder, spec: MigrationSpec, t: TargetObservation, worker_image: 
             reason, msg = "VerificationFailed", f"the copy differs from the source: {r['diff']}"
         else:
             reason = "CopyFailed"
-            msg = f"the copy Job failed: {r.get('error') or job.failure or 'see the Job pod logs'}"
+            msg = f"the copy Job failed: {job.error or 'see the Job pod logs'}"
         b.set(cond.COPY_VERIFIED, "False", reason, msg)
         b.stalled("Failed", reason, msg,
                   f"delete Job {b.target_status['copyJobName']} to retry the copy (the source is untouched)")

@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ...redact import redact
 from ..base import Progress
 from .conninfo import ConnInfo
 from .copy import CopyOptions, snapshot_copy
@@ -114,8 +115,8 @@ def main(argv: list[str] | None = None) -> int:
         return copy_verify(args) if args.command == "copy-verify" else schema(args)
     except SystemExit:
         raise
-    except Exception as e:  # report what failed (never a password: ConnInfo is not printed)
-        _write_result({"ok": False, "error": f"{type(e).__name__}: {e}"[:1500]})
+    except Exception as e:  # report what failed: no password (ConnInfo is not printed), no row value
+        _write_result({"ok": False, "error": redact(f"{type(e).__name__}: {e}")[:1500]})
         return 1
 
 

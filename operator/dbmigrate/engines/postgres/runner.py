@@ -7,6 +7,7 @@ import subprocess
 from collections import deque
 from collections.abc import Callable
 
+from ...redact import redact
 from .commands import Command
 
 # Only what the tools need from our environment: no stray PG* variable may override a Command's.
@@ -26,7 +27,7 @@ def _reason(tail: list[str]) -> list[str]:
 class CommandFailed(RuntimeError):
     def __init__(self, cmd: Command, code: int, tail: list[str]) -> None:
         self.cmd, self.code, self.tail = cmd, code, tail
-        super().__init__(f"{cmd.argv[0]} exited {code}: " + " | ".join(_reason(tail)))
+        super().__init__(f"{cmd.argv[0]} exited {code}: " + redact(" | ".join(_reason(tail))))
 
 
 def run(cmd: Command, on_line: Callable[[str], None] | None = None) -> None:

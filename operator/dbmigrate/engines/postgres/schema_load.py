@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import psycopg
 
+from ...redact import redact
 from . import schema_plan
 from .conninfo import ConnInfo
 from .schema_plan import Entry, Serial
@@ -71,7 +72,7 @@ def _run(conn: psycopg.Connection[tuple[object, ...]], entries: list[Entry], *, 
         with conn.transaction():
             conn.execute(_sql(entries).encode())
     except psycopg.Error as e:
-        raise SchemaError(f"creating the schema failed at {_what(entries)}: {str(e).strip()}",
+        raise SchemaError(f"creating the schema failed at {_what(entries)}: {redact(str(e).strip())}",
                           reordered=reordered) from e
     if on_created:
         on_created({(e.schema, e.name) for e in entries if e.kind == "TABLE"})

@@ -33,6 +33,7 @@ from typing import Any
 
 import psycopg
 
+from ...redact import redact
 from . import commands
 from . import stream_sql as q
 from .conninfo import ConnInfo
@@ -197,8 +198,8 @@ def _copy_piped(source: ConnInfo, target: ConnInfo, dbname: str, snapshot: str, 
         err1 = p1.stderr.read().decode(errors="replace") if p1.stderr else ""
         code1 = p1.wait()
     if code1 or p2.returncode:
-        raise RuntimeError(f"copy of {p.table.schema}.{p.table.name} failed: {err1.strip()} "
-                           f"{p2.stderr.strip()}")
+        raise RuntimeError(f"copy of {p.table.schema}.{p.table.name} failed: "
+                           + redact(f"{err1.strip()} {p2.stderr.strip()}"))
 
 
 def stream(source: ConnInfo, target: ConnInfo, dbname: str, snapshot: str, todo: list[StreamTable],
