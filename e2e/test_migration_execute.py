@@ -167,6 +167,8 @@ def test_execute_15_to_18_under_writes_survives_a_crash_mid_switchover(
     assert edit.returncode != 0 and "locked" in edit.stderr, edit.stderr
     # The old server: stopped, kept, its volume bound.
     assert cluster.run("-n", ns, "get", "sts", "pg", "-o", "jsonpath={.spec.replicas}") == "0"
+    # ... and the operator's own Service to it is gone with it.
+    assert not cluster.run("-n", ns, "get", "svc", f"{NAME}-source", "--ignore-not-found", "-o", "name")
     assert cluster.run("-n", ns, "get", "pvc", "data-pg-0", "-o", "jsonpath={.status.phase}") == "Bound"
 
     # 6. the application, now on 18: nothing it saw acknowledged is missing

@@ -48,6 +48,8 @@ def test_execute_with_strategy_dump_moves_every_acknowledged_row(
     assert psql_via(cluster, ns, "pg", password, "SHOW server_version").startswith("18")
     # The old server: stopped, kept.
     assert cluster.run("-n", ns, "get", "sts", "pg", "-o", "jsonpath={.spec.replicas}") == "0"
+    # ... and the operator's own Service to it is gone with it.
+    assert not cluster.run("-n", ns, "get", "svc", f"{NAME}-source", "--ignore-not-found", "-o", "name")
     assert cluster.run("-n", ns, "get", "pvc", "data-pg-0", "-o", "jsonpath={.status.phase}") == "Bound"
 
     # The application: nothing acknowledged is missing; it was refused while fenced, then wrote

@@ -275,4 +275,7 @@ async def finalize(ctx: Context, action: xp.Finalize) -> planner.Plan:
             ctx.logger.info("%s %s now outlives the Migration", kind, ctx.children[key])
     await kube.scale_statefulset(ctx.ns, ctx.spec.source.stateful_set_name, 0)
     ctx.logger.info("source StatefulSet %s scaled to 0 (kept with its volume)", ctx.spec.source.stateful_set_name)
+    # Stopped, the old server is reached by nothing: the Migration's own Service to it goes.
+    if await kube.delete_owned(ctx.ns, "Service", ctx.children["source"], ctx.uid):
+        ctx.logger.info("Service %s (the operator's way to the old server) deleted", ctx.children["source"])
     return xp.after_finalize(ctx.status, ctx.generation, datetime.now(UTC), ctx.spec)

@@ -190,9 +190,10 @@ def plan_execute(b: _Builder, spec: MigrationSpec, t: TargetObservation, x: Exec
                               "copy writes no WAL (it gets its WAL back before the Service moves)")
                 return b.plan(SetTargetWal("minimal"))
             if not _settled(t):
-                b.progressing("Provisioning", "TargetRestarting",
-                              f"waiting for the new server to restart with wal_level={t.wal_level}")
-                return b.plan()
+                from .planner import target_not_ready
+
+                return target_not_ready(b, t, f"the new server, restarting with wal_level={t.wal_level},",
+                                        "TargetRestarting")
             if awaiting_approval(b, spec, x, "the target is ready"):
                 return b.plan()
         return _dump(b, t, x, sw, worker_image, target_labels, tag)
@@ -311,14 +312,19 @@ def _dump(b: _Builder, t: TargetObservation, x: ExecuteObservation, sw: dict[str
     if not _settled(t):
         # Never repoint onto a server that is not up on its current command line.
         since = sw.get("targetRestartedAt")
-        if since and (b.now - _parse(since)).total_seconds() > TARGET_RESTART_SECONDS:
-            msg = (f"the new server did not come back within {TARGET_RESTART_SECONDS:.0f} s of its restart with "
-                   f"wal_level=logical; unfencing the source")
+        why = t.pod_problem if t.pod_problem is not None and t.pod_problem.needs_person else None
+        if why is not None or (since and (b.now - _parse(since)).total_seconds() > TARGET_RESTART_SECONDS):
+            # Writes are stopped: give them back as soon as the server is known not to come back.
+            msg = (f"the new server cannot start after its restart with wal_level=logical ({why.message})"
+                   if why else f"the new server did not come back within {TARGET_RESTART_SECONDS:.0f} s of its "
+                   f"restart with wal_level=logical")
+            msg += "; unfencing the source"
             b.status["switchover"] = {"abortedAt": cond.rfc3339(b.now), "sourceRestored": False}
             b.stalled("Failed", "TargetRestartFailed", msg,
                       "the source serves writes again; see the new server's pod, then create a new Migration")
             return b.plan(RestoreSource(tag, "dump"), [Event("Warning", "TargetRestartFailed", msg)])
-        b.progressing("SwitchingOver", "RestartingTarget", "waiting for the new server to restart with its WAL")
+        b.progressing("SwitchingOver", "RestartingTarget", "waiting for the new server to restart with its WAL"
+                      + (f": {t.pod_problem.message}" if t.pod_problem else ""))
         return b.plan()
     b.progressing("SwitchingOver", "Repointing", "the copy is verified: pointing the Service at the new server")
     return b.plan(Repoint())

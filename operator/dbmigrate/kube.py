@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 import kubernetes
 from kubernetes.client.exceptions import ApiException
 
-from . import resources
+from . import podstatus, resources
 from .api import GROUP, KIND, PLURAL, VERSION
 from .observed import (
     ContainerInfo,
@@ -157,6 +157,16 @@ async def post_event(namespace: str, name: str, uid: str, type_: str, reason: st
         log.warning("could not post event %s on %s/%s: %s", reason, namespace, name, e.reason)
 
 
+def _first_pod(core: Any, namespace: str, labels: dict[str, str]) -> dict[str, Any] | None:
+    """The (single) pod of a StatefulSet, as the API's JSON (camelCase), or None."""
+    selector = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+    pods = list(core.list_namespaced_pod(namespace, label_selector=selector).items)
+    if not pods:
+        return None
+    found: dict[str, Any] = _api().sanitize_for_serialization(sorted(pods, key=lambda p: p.metadata.name)[0])
+    return found
+
+
 async def read_target(namespace: str, child_names: dict[str, str]) -> TargetObservation:
     """Which target children exist, and how many target pods are ready."""
     apps = kubernetes.client.AppsV1Api(_api())
@@ -165,7 +175,7 @@ async def read_target(namespace: str, child_names: dict[str, str]) -> TargetObse
 
     def read() -> TargetObservation:
         present: set[str] = set()
-        ready, wal, rolled = 0, None, True
+        ready, wal, rolled, why = 0, None, True, None
         sts = _or_none(lambda: apps.read_namespaced_stateful_set(child_names["statefulset"], namespace))
         if sts is not None:
             present.add("StatefulSet")
@@ -178,6 +188,8 @@ async def read_target(namespace: str, child_names: dict[str, str]) -> TargetObse
             generation = (sts.metadata.generation if sts.metadata else None) or 0
             rolled = st is not None and (st.observed_generation or 0) >= generation \
                 and st.update_revision == st.current_revision
+            if ready < 1 and sts.spec and sts.spec.selector:
+                why = podstatus.problem(_first_pod(core, namespace, sts.spec.selector.match_labels or {}))
         if _or_none(lambda: core.read_namespaced_secret(child_names["secret"], namespace)) is not None:
             present.add("Secret")
         if _or_none(lambda: core.read_namespaced_service(child_names["service"], namespace)) is not None:
@@ -187,7 +199,7 @@ async def read_target(namespace: str, child_names: dict[str, str]) -> TargetObse
         if _or_none(lambda: net.read_namespaced_network_policy(child_names["networkpolicy"], namespace)):
             present.add("NetworkPolicy")
         return TargetObservation(present=frozenset(present), ready_replicas=ready, wal_level=wal,
-                                 rolled_out=rolled)
+                                 rolled_out=rolled, pod_problem=why)
 
     return await _call(read)
 

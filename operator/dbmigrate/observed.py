@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .podstatus import PodProblem
 from .redact import redact
 
 
@@ -89,6 +90,8 @@ class TargetObservation:
     # current template (a changed command line restarts the server).
     wal_level: str | None = None
     rolled_out: bool = True
+    # Why its pod is not ready, when its status says (podstatus.py).
+    pod_problem: PodProblem | None = None
 
     @property
     def complete(self) -> bool:

@@ -352,9 +352,7 @@ def plan(
     # executeplan.py waits for it, not this.
     restarting = bool((status.get("switchover") or {}).get("targetRestartedAt"))
     if t.ready_replicas < 1 and not restarting:
-        b.progressing("Provisioning", "TargetStarting",
-                      f"waiting for the target server (PostgreSQL {spec.target.version}) to become ready")
-        return b.plan()
+        return target_not_ready(b, t, f"the target server (PostgreSQL {spec.target.version})")
 
     # Checking: run it until it passes for this generation; a blocked check is re-run on every
     # reconcile, so fixing the source is enough to proceed.
@@ -489,6 +487,21 @@ def _ready(b: _Builder, test: TestSpec, now: datetime, smoke_job: JobObservation
         b.status["testPassedAt"] = b.old.get("testPassedAt") or cond.rfc3339(now)
         b.status["testTargetVersion"] = b.old.get("testTargetVersion") or b.target_version
     return b.plan(action, events)
+
+
+def target_not_ready(b: _Builder, t: TargetObservation, what: str, reason: str = "TargetStarting") -> Plan:
+    """Wait for the new server's pod, saying why it is not ready when its status tells; stalled
+    (a person must act, one Warning event) when no retry will fix it (podstatus.py)."""
+    why = t.pod_problem
+    if why is None or not why.needs_person:
+        b.progressing("Provisioning", reason, f"waiting for {what} to become ready"
+                      + (f": {why.message}" if why else ""))
+        return b.plan()
+    msg = f"{what} cannot start: {why.message}"
+    old = cond.find(b.conds, cond.STALLED)
+    first = old is None or old.get("reason") != "TargetNotReady"
+    b.stalled("Provisioning", "TargetNotReady", msg, why.hint)
+    return b.plan(extra=[Event("Warning", "TargetNotReady", msg)] if first else [])
 
 
 def _smoke(b: _Builder, job: JobObservation | None, events: list[Event]) -> tuple[bool, object | None]:

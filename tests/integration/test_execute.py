@@ -81,6 +81,9 @@ def test_execute_to_completed_locks_and_keeps_the_new_server(
     # The old server is stopped and kept; its volume template is untouched.
     src = apps.read_namespaced_stateful_set("pg", ns)
     assert src.spec.replicas == 0 and src.spec.volume_claim_templates[0].metadata.name == "data"
+    # The operator's Service to the old server went with it (deletion is asynchronous: Background).
+    wait_for(lambda: not [s for s in core.list_namespaced_service(ns).items if s.metadata.name == "m1-source"],
+             what="m1-source deleted")
     # The new server no longer belongs to the Migration, and keeps its volume if ever deleted.
     tgt = apps.read_namespaced_stateful_set("m1-target", ns)
     assert not tgt.metadata.owner_references

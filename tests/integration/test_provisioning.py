@@ -1,6 +1,7 @@
 """Provisioning on the real apiserver + controller-manager: every child the operator creates,
 field by field, in a namespace that enforces Pod Security "restricted"; then the test plays
-the kubelet (marks the target pod Ready) and the operator moves on to the pre-flight check."""
+the kubelet (there is none here: it writes the pod's status) - first an image it cannot pull,
+which stalls the Migration, then Ready - and the operator moves on to the pre-flight check."""
 
 from __future__ import annotations
 
@@ -76,6 +77,20 @@ def test_target_children_then_preflight(operator: OperatorProcess, api: kubernet
                                               for c in s.get("conditions", [])) else None)(_status(api, ns)),
                   what="TargetStarting")
     assert st["phase"] == "Provisioning"
+
+    # Play the kubelet of a node that cannot pull the image (e2e pulls a missing image for
+    # real): the operator reads the pod, stalls with the kubelet's words, warns once.
+    core.patch_namespaced_pod_status("m1-target-0", ns, {"status": {"containerStatuses": [{
+        "name": "postgres", "image": "postgres:17", "imageID": "", "ready": False, "restartCount": 0,
+        "state": {"waiting": {"reason": "ImagePullBackOff", "message": 'Back-off pulling image "postgres:17"'}}}]}})
+    st = wait_for(lambda: (lambda s: s if any(c["type"] == "Stalled" and c["reason"] == "TargetNotReady"
+                                              for c in s.get("conditions", [])) else None)(_status(api, ns)),
+                  what="Stalled TargetNotReady")
+    assert st["phase"] == "Provisioning"
+    assert st["message"] == ('the target server (PostgreSQL 17) cannot start: pod m1-target-0, container postgres: '
+                             'ImagePullBackOff: Back-off pulling image "postgres:17"')
+    wait_for(lambda: [e for e in core.list_namespaced_event(ns).items
+                      if e.reason == "TargetNotReady" and e.type == "Warning"], what="TargetNotReady event")
 
     # Play the kubelet: the pod runs and is ready.
     core.patch_namespaced_pod_status("m1-target-0", ns, {"status": {

@@ -19,6 +19,7 @@ from dbmigrate.observed import (
     StatefulSetInfo,
     TargetObservation,
 )
+from dbmigrate.podstatus import PodProblem
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 UID = "1234abcd-0000-0000-0000-000000000000"
@@ -223,6 +224,13 @@ def test_a_big_dump_loads_without_wal_and_gets_it_back_before_the_repoint() -> N
     p = step(st, target=_server("logical", ready=0, job=done), now=late, wal_free_min_bytes=1000)
     assert p.action == xp.RestoreSource("1234abcd", "dump") and p.status["phase"] == "Failed"
     assert "TargetRestartFailed" in [e.reason for e in p.events]
+    # A server known not to come back (its pod crash-loops): writes are given back at once.
+    crash = PodProblem("CrashLoopBackOff", "pod m1-target-0, container postgres: CrashLoopBackOff",
+                       "see its logs", needs_person=True)
+    dead = TargetObservation(FULL, 0, job=done, wal_level="logical", rolled_out=True, pod_problem=crash)
+    p = step(st, target=dead, now=soon, wal_free_min_bytes=1000)
+    assert p.action == xp.RestoreSource("1234abcd", "dump") and p.status["phase"] == "Failed"
+    assert "cannot start after its restart" in p.status["message"] and "CrashLoopBackOff" in p.status["message"]
 
 
 @pytest.mark.parametrize("threshold", [1001, None])

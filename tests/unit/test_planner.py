@@ -361,3 +361,34 @@ def test_merge_patch_removes_keys_dropped_from_nested_objects() -> None:
                                          (5 * 10**12, "5.0 TB"), (None, "0 B")])
 def test_human_bytes(n: object, text: str) -> None:
     assert planner.human_bytes(n) == text
+
+
+def test_a_target_pod_that_cannot_start_stalls_the_migration_once_then_recovers() -> None:
+    from dbmigrate.podstatus import PodProblem
+
+    pulling = PodProblem("ImagePullBackOff", 'pod m1-target-0, container postgres: ImagePullBackOff: nope',
+                         "check spec.target.image", needs_person=True)
+    p = planner.plan(SPEC, {}, 1, obs(), NOW, target=TargetObservation(FULL, 0, pod_problem=pulling), images=IMAGES)
+    assert p.status["phase"] == "Provisioning" and p.action is None
+    assert cond(p.status, "Stalled")["reason"] == "TargetNotReady"
+    assert p.status["message"] == ("the target server (PostgreSQL 17) cannot start: pod m1-target-0, "
+                                   "container postgres: ImagePullBackOff: nope")
+    assert cond(p.status, "Reconciling")["message"] == "check spec.target.image"
+    assert [e.reason for e in p.events if e.type == "Warning"] == ["TargetNotReady"]
+    again = planner.plan(SPEC, p.status, 1, obs(), NOW, target=TargetObservation(FULL, 0, pod_problem=pulling),
+                         images=IMAGES)
+    assert "TargetNotReady" not in [e.reason for e in again.events], "one event, not one per reconcile"
+    # Someone fixed the image: the pod starts, the Migration goes on.
+    fixed = planner.plan(SPEC, again.status, 1, obs(), NOW, target=TargetObservation(FULL, 1), images=IMAGES)
+    assert fixed.action == planner.RunPreflight()
+    assert not any(c["type"] == "Stalled" for c in fixed.status["conditions"])
+
+
+def test_a_target_pod_waiting_for_capacity_says_so_while_it_waits() -> None:
+    from dbmigrate.podstatus import PodProblem
+
+    full = PodProblem("Unschedulable", "pod m1-target-0 cannot be scheduled: 0/1 nodes are available")
+    p = planner.plan(SPEC, {}, 1, obs(), NOW, target=TargetObservation(FULL, 0, pod_problem=full), images=IMAGES)
+    assert cond(p.status, "Reconciling")["reason"] == "TargetStarting"
+    assert p.status["message"].endswith("to become ready: pod m1-target-0 cannot be scheduled: 0/1 nodes are available")
+    assert not any(c["type"] == "Stalled" for c in p.status["conditions"])
