@@ -284,11 +284,18 @@ def test_copy_failures_stall_with_the_reason(result: dict[str, Any] | None, reas
     assert cond(p.status, "Stalled")["status"] == "True"
 
 
-def test_dump_only_source_estimates_downtime_from_copy_time() -> None:
+@pytest.mark.parametrize(("threshold", "downtime"), [
+    (None, 168.0),         # walFreeLoadMinBytes never: the execute copy writes WAL (x1.4)
+    (1001, 168.0),         # a source below it (_checked measured 1000 bytes): the same
+    (1000, 130.0),         # at it: loaded without WAL, plus one restart of the new server
+])
+def test_dump_only_source_estimates_downtime_from_copy_time(threshold: int | None, downtime: float) -> None:
     st = _checked()
     st["findings"] = [BLOCKER.to_status() | {"appliesTo": "logical"}]
-    p = _step(st, JobObservation(succeeded=True, result={"ok": True, "seconds": 100}))
-    assert p.status["estimate"] == {"executeSeconds": 150.0, "writeDowntimeSeconds": 120.0}
+    p = planner.plan(SPEC, st, 1, obs(), NOW, target=TargetObservation(FULL, 1, job=JobObservation(
+        succeeded=True, result={"ok": True, "seconds": 100, "bytes": 5_000_000})), images=IMAGES,
+        worker_images=WORKERS, name="m1", namespace="ns", wal_free_min_bytes=threshold)
+    assert p.status["estimate"] == {"executeSeconds": 150.0, "writeDowntimeSeconds": downtime}
 
 
 def test_second_migration_of_a_source_is_blocked_until_the_first_ends() -> None:
