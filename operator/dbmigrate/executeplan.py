@@ -312,9 +312,12 @@ def _dump(b: _Builder, t: TargetObservation, x: ExecuteObservation, sw: dict[str
     if not _settled(t):
         # Never repoint onto a server that is not up on its current command line.
         since = sw.get("targetRestartedAt")
-        why = t.pod_problem if t.pod_problem is not None and t.pod_problem.needs_person else None
+        p = t.pod_problem
+        why = p if p is not None and p.needs_person and not p.image_pull else None
         if why is not None or (since and (b.now - _parse(since)).total_seconds() > TARGET_RESTART_SECONDS):
-            # Writes are stopped: give them back as soon as the server is known not to come back.
+            # Writes are stopped: give them back as soon as the server is known not to come back
+            # (it crash-loops, an input is missing); a pull failure of the image it just ran
+            # may pass, and has the time bound.
             msg = (f"the new server cannot start after its restart with wal_level=logical ({why.message})"
                    if why else f"the new server did not come back within {TARGET_RESTART_SECONDS:.0f} s of its "
                    f"restart with wal_level=logical")

@@ -33,6 +33,12 @@ class PodProblem:
     hint: str = ""     # what to do; set only when a person must act
     needs_person: bool = False
 
+    @property
+    def image_pull(self) -> bool:
+        """A pull failure: for an image that ran a minute ago (a restart), more likely a
+        registry or network hiccup than a wrong image."""
+        return self.reason in ("ErrImagePull", "ImagePullBackOff")
+
 
 def _short(text: str) -> str:
     text = " ".join(text.split())

@@ -1,5 +1,6 @@
 """The execute state machine, step by step, including the crash and abort paths."""
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -231,6 +232,12 @@ def test_a_big_dump_loads_without_wal_and_gets_it_back_before_the_repoint() -> N
     p = step(st, target=dead, now=soon, wal_free_min_bytes=1000)
     assert p.action == xp.RestoreSource("1234abcd", "dump") and p.status["phase"] == "Failed"
     assert "cannot start after its restart" in p.status["message"] and "CrashLoopBackOff" in p.status["message"]
+    # A failed pull of the image it ran a minute ago may pass: it waits, within the bound, saying why.
+    pull = PodProblem("ImagePullBackOff", "pod m1-target-0, container postgres: ImagePullBackOff: x", "check",
+                      needs_person=True)
+    p = step(st, target=dataclasses.replace(dead, pod_problem=pull), now=soon, wal_free_min_bytes=1000)
+    assert p.action is None and cond(p.status, "Reconciling")["reason"] == "RestartingTarget"
+    assert p.status["message"].endswith("ImagePullBackOff: x")
 
 
 @pytest.mark.parametrize("threshold", [1001, None])
