@@ -200,7 +200,7 @@ async def observe_execute(ctx: Context) -> ExecuteObservation:
             tag = xp.replication_tag(ctx.uid)
             st = await asyncio.wait_for(asyncio.to_thread(online.measure, source, target, tag), timeout=60)
             rep = ReplicationObservation(st.databases, st.subscribed, st.initial_sync_done, st.lag_bytes,
-                                         st.lag_seconds)
+                                         st.lag_seconds, st.tables_synced, st.tables_total, st.bytes_copied)
         except Exception as e:  # unreachable for a moment: measure again next time
             ctx.logger.warning("cannot measure replication: %s", safe_error(e))
     return ExecuteObservation(

@@ -30,7 +30,7 @@ from typing import Any
 from . import conditions as cond
 from . import resources
 from .api import APPROVE_ANNOTATION, MigrationSpec, format_duration
-from .observed import ExecuteObservation, JobObservation, TargetObservation
+from .observed import ExecuteObservation, JobObservation, ReplicationObservation, TargetObservation
 from .planner import Event, Plan, _Builder, _progress
 
 # Switch once the subscriptions are this close to the source (bytes of WAL not yet applied).
@@ -223,8 +223,12 @@ def plan_execute(b: _Builder, spec: MigrationSpec, t: TargetObservation, x: Exec
     if rep.initial_sync_done:
         # The data is in: what is left is the catch-up (shown as lag), not copying.
         b.status["progress"] = copied_all(status)
+    else:
+        b.status["progress"] = initial_copy_progress(status, rep)
     if not rep.initial_sync_done or rep.lag_bytes > SWITCH_LAG_BYTES:
-        what = "initial copy of the tables" if not rep.initial_sync_done else "catching up"
+        what = ("catching up" if rep.initial_sync_done else
+                f"initial copy of the tables: {rep.tables_synced} of {rep.tables_total} done, "
+                f"{b.status['progress']['display']}")
         b.progressing("Replicating", "Replicating",
                       f"replicating ({what}; lag {rep.lag_bytes} bytes, {rep.lag_seconds:.1f} s)")
         return b.plan()
@@ -237,10 +241,22 @@ def plan_execute(b: _Builder, spec: MigrationSpec, t: TargetObservation, x: Exec
     return b.plan(Switchover(tag, spec.execute.max_write_downtime.total_seconds()))
 
 
-def copied_all(status: dict[str, Any]) -> dict[str, Any]:
-    """Progress at 100%: every byte the check measured on the source is on the target."""
+def initial_copy_progress(status: dict[str, Any], rep: ReplicationObservation) -> dict[str, Any]:
+    """The subscriptions' initial copy, against the source's size measured by the check. The
+    target's databases are measured whole (indexes included, as the source's were), so the
+    percentage stays below 100 until every table is synchronised, and never goes back."""
     total = int((status.get("progress") or {}).get("bytesTotal") or 0)
-    return _progress(total, total)
+    before = int((status.get("progress") or {}).get("bytesCopied") or 0)
+    copied = max(before, min(rep.bytes_copied, total * 99 // 100))
+    return {**_progress(copied, total), "tablesCopied": rep.tables_synced, "tablesTotal": rep.tables_total}
+
+
+def copied_all(status: dict[str, Any]) -> dict[str, Any]:
+    """Progress at 100%: every byte the check measured on the source is on the target (and
+    every table the initial copy counted, if it did)."""
+    old = status.get("progress") or {}
+    total, tables = int(old.get("bytesTotal") or 0), old.get("tablesTotal")
+    return {**_progress(total, total), **({"tablesCopied": tables, "tablesTotal": tables} if tables else {})}
 
 
 def awaiting_approval(b: _Builder, spec: MigrationSpec, x: ExecuteObservation, ready: str) -> bool:

@@ -107,6 +107,10 @@ class ReplicationObservation:
     initial_sync_done: bool = False
     lag_bytes: int = 0
     lag_seconds: float = 0.0
+    # The initial copy: tables done of all, bytes in the target databases (status.progress).
+    tables_synced: int = 0
+    tables_total: int = 0
+    bytes_copied: int = 0
 
 
 @dataclass(frozen=True)

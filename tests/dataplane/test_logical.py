@@ -166,3 +166,31 @@ def test_a_write_that_overrides_the_fence_is_caught_up_before_the_repoint(
     logical.unfence(src.ci(), state)
     for n in names:
         logical.cleanup(src.ci(), tgt.ci(), n)
+
+
+def test_the_initial_copy_reports_its_progress(pg_factory: StartServer, tmp_path: Path) -> None:
+    """What the operator shows as status.progress while an online execute's subscriptions copy
+    the tables: tables done of all, and the bytes now in the target's databases."""
+    from dbmigrate.engines.postgres import online
+
+    src, tgt = pg_factory(17), pg_factory(18)
+    realistic.load(src, logical_ready=True)
+    _schema_copy(src, tgt, tmp_path)
+    before = online.measure(src.ci(), tgt.ci(), "p1")
+    assert (before.subscribed, before.tables_total, before.initial_sync_done) == (0, 0, False)
+
+    online.start(src.ci(), tgt.ci(), "p1")
+    state = online.measure(src.ci(), tgt.ci(), "p1")
+    deadline = time.monotonic() + 60
+    while not state.initial_sync_done and time.monotonic() < deadline:
+        assert state.tables_synced <= state.tables_total
+        time.sleep(0.5)
+        state = online.measure(src.ci(), tgt.ci(), "p1")
+    assert state.initial_sync_done, state
+    published = sum(int(str(src.scalar("SELECT count(*) FROM pg_publication_tables", db))) for db in
+                    online.databases(src.ci()))
+    assert state.tables_synced == state.tables_total == published > 0
+    target_bytes = sum(int(str(tgt.scalar("SELECT pg_database_size(current_database())", db)))
+                       for db in online.databases(src.ci()))
+    assert 0 < state.bytes_copied <= target_bytes
+    online.cleanup(src.ci(), tgt.ci(), "p1")

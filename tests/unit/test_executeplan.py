@@ -98,15 +98,31 @@ def test_logical_happy_path_to_completed() -> None:
     p = step(st, ExecuteObservation(schema_job=done, service_selector=OLD_SELECTOR))
     assert p.action == xp.StartReplication("1234abcd") and p.status["phase"] == "Replicating"
     st = merged(st, p)
-    syncing = ReplicationObservation(databases=3, subscribed=3, initial_sync_done=False, lag_bytes=10**9)
+    syncing = ReplicationObservation(databases=3, subscribed=3, initial_sync_done=False, lag_bytes=10**9,
+                                     tables_synced=4, tables_total=10, bytes_copied=420)
     p = step(st, ExecuteObservation(schema_job=done, service_selector=OLD_SELECTOR, replication=syncing))
     assert p.action is None and p.status["replication"]["initialSyncDone"] is False
-    assert "initial copy" in p.status["message"]
+    # The initial copy's progress, against the 1000 bytes the check measured on the source.
+    assert p.status["progress"] == {"percent": 42, "display": "42%", "bytesCopied": 420, "bytesTotal": 1000,
+                                    "tablesCopied": 4, "tablesTotal": 10}
+    assert p.status["message"].startswith("replicating (initial copy of the tables: 4 of 10 done, 42%;")
+    # Never backwards (a vacuum on the target may shrink it), never 100 % before the last table.
+    p2 = step(merged(st, p), ExecuteObservation(schema_job=done, service_selector=OLD_SELECTOR,
+                                                replication=dataclasses.replace(syncing, bytes_copied=300)))
+    assert p2.status["progress"]["bytesCopied"] == 420
+    p3 = step(merged(st, p), ExecuteObservation(schema_job=done, service_selector=OLD_SELECTOR,
+                                                replication=dataclasses.replace(syncing, bytes_copied=5000)))
+    assert p3.status["progress"]["percent"] == 99
     caught_up = ReplicationObservation(3, 3, True, 1024, 0.2)
     p = step(st, ExecuteObservation(schema_job=done, service_selector=OLD_SELECTOR, replication=caught_up))
     assert p.action == xp.Switchover("1234abcd", 20.0) and p.status["phase"] == "SwitchingOver"
     assert p.status["switchover"] == {"startedAt": "2026-03-01T12:00:00Z", "previousSelector": OLD_SELECTOR}
     assert p.status["progress"]["percent"] == 100  # initial sync done: the data is in
+    done_sync = step(merged(st, step(st, ExecuteObservation(schema_job=done, service_selector=OLD_SELECTOR,
+                                                            replication=syncing))), ExecuteObservation(
+        schema_job=done, service_selector=OLD_SELECTOR, replication=caught_up))
+    assert done_sync.status["progress"] == {"percent": 100, "display": "100%", "bytesCopied": 1000,
+                                            "bytesTotal": 1000, "tablesCopied": 10, "tablesTotal": 10}
     st = merged(st, p)
     after = xp.after_switchover(st, 1, NOW + timedelta(seconds=2), 0.8)
     assert after.status["locked"] is True and after.status["switchover"]["writeDowntimeSeconds"] == 0.8

@@ -66,6 +66,15 @@ NOT_READY_TABLES = """
 SELECT count(*) AS n FROM pg_subscription_rel r JOIN pg_subscription s ON s.oid = r.srsubid
 WHERE s.subname = %s AND r.srsubstate NOT IN ('r', 's')
 """
+# The initial copy's progress: tables of the subscription, and those whose copy is done
+# (synchronised or ready); the bytes of the database it fills.
+SYNC_PROGRESS = """
+SELECT count(DISTINCT s.oid) AS subscriptions, count(r.srrelid) AS total,
+       count(*) FILTER (WHERE r.srsubstate IN ('r', 's')) AS synced,
+       pg_database_size(current_database()) AS bytes
+FROM pg_subscription s LEFT JOIN pg_subscription_rel r ON r.srsubid = s.oid
+WHERE s.subname = %s
+"""
 SETVAL = """
 SELECT setval(c.oid, %s, true) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE n.nspname = %s AND c.relname = %s AND c.relkind = 'S'

@@ -42,18 +42,27 @@ class ReplicationState:
     initial_sync_done: bool
     lag_bytes: int
     lag_seconds: float
+    # The initial copy's progress, over the subscribed databases: tables whose copy is done,
+    # of all, and the bytes of the target databases it fills.
+    tables_synced: int = 0
+    tables_total: int = 0
+    bytes_copied: int = 0
 
 
 def measure(source: ConnInfo, target: ConnInfo, tag: str) -> ReplicationState:
     ns = names(source, tag)
     subscribed, synced, lag_b, lag_s = 0, True, 0, 0.0
+    tables, tables_synced, copied = 0, 0, 0
     for n in ns:
         with connect(target, n.dbname) as t:
-            if not fetch(t, lq.SUBSCRIPTION, [n.subscription]):
-                synced = False
-                continue
+            row = fetch(t, lq.SYNC_PROGRESS, [n.subscription])[0]
+        if not row["subscriptions"]:
+            synced = False
+            continue
         subscribed += 1
-        synced = synced and logical.initial_sync_done(target, n)
+        total, done = int(row["total"]), int(row["synced"])
+        tables, tables_synced, copied = tables + total, tables_synced + done, copied + int(row["bytes"])
+        synced = synced and done == total
         try:
             lag = logical.lag(source, n)
         except LookupError:
@@ -61,7 +70,8 @@ def measure(source: ConnInfo, target: ConnInfo, tag: str) -> ReplicationState:
             continue
         lag_b += lag.bytes
         lag_s = max(lag_s, lag.seconds)
-    return ReplicationState(len(ns), subscribed, synced and subscribed == len(ns), lag_b, lag_s)
+    return ReplicationState(len(ns), subscribed, synced and subscribed == len(ns), lag_b, lag_s,
+                            tables_synced, tables, copied)
 
 
 def switchover(source: ConnInfo, target: ConnInfo, tag: str, repoint: Callable[[], None],
