@@ -37,6 +37,9 @@ class Context:
     generation: int
     config: Config
     logger: Logger
+    # The Migration is being deleted: the garbage collector may be removing its children
+    # already (a foreground deletion), so connections() copes without them.
+    deleting: bool = False
 
     @property
     def children(self) -> dict[str, str]:
@@ -60,11 +63,19 @@ async def connections(ctx: Context) -> tuple[Any, Any, tuple[str, str]]:
 
     s = ctx.spec.source
     su, sp = await kube.read_credentials(ctx.ns, s.credentials_secret_name, s.username_key, s.password_key)
-    tu, tp = await kube.read_credentials(ctx.ns, ctx.children["secret"], "username", "password")
-    source = ConnInfo(host=resources.source_host(ctx.owner, ctx.spec), port=s.port, user=su, password=sp)
+    host = resources.source_host(ctx.owner, ctx.spec)
+    if ctx.deleting and not await kube.read_service_selector(ctx.ns, ctx.children["source"]):
+        # Our own Service to the old server was collected. Before the repoint the user's
+        # Service still selects the old server; after it, finalize's cleanup is best-effort.
+        host = resources.service_host(s.service_name, ctx.ns)
+    source = ConnInfo(host=host, port=s.port, user=su, password=sp)
+    login = (await kube.read_credentials_if_any(ctx.ns, ctx.children["secret"]) if ctx.deleting else
+             await kube.read_credentials(ctx.ns, ctx.children["secret"], "username", "password"))
+    if login is None:  # collected: nothing to clean on the new server, which goes too
+        return source, None, (sp, "")
     target = ConnInfo(host=resources.service_host(ctx.children["service"], ctx.ns), port=resources.PG_PORT,
-                      user=tu, password=tp)
-    return source, target, (sp, tp)
+                      user=login[0], password=login[1])
+    return source, target, (sp, login[1])
 
 
 async def perform(ctx: Context, action: object, obs: SourceObservation | None) -> planner.Plan | None:

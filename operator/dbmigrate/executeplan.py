@@ -105,6 +105,31 @@ ExecuteAction = (ResetTestServer | CreateSchemaJob | StartReplication | Switchov
                  | RestoreSource | FenceSource | Repoint | SetTargetWal | Finalize)
 
 
+def before_delete(status: dict[str, Any], uid: str, name: str, selector: dict[str, str] | None) -> list[object]:
+    """What a deleted execute Migration must do before it goes (then its children are
+    garbage-collected). Past the point of no return, including a repoint whose record was lost
+    (``selector``, the source Service's, already selects the new server), only forward: finish
+    (the new server, production now, must not be collected with the Migration). Before it, leave
+    the source as it was: unfence it, drop the replication objects (a slot left behind holds the
+    source's WAL until its disk is full)."""
+    sw = status.get("switchover") or {}
+    tag, strategy = replication_tag(uid), str(status.get("strategy") or "")
+    if sw.get("completedAt") or (sw.get("abortedAt") and sw.get("sourceRestored")):
+        return []
+    if sw.get("pointOfNoReturnAt") or selector == _target_labels(name):
+        return [Finalize(tag, strategy or "logical")]
+    if strategy == "dump":
+        return [RestoreSource(tag, "dump")] if sw.get("fencedAt") else []
+    if strategy != "logical":
+        return []
+    steps: list[object] = []
+    if sw.get("startedAt") and not sw.get("abortedAt"):
+        steps.append(RecoverSwitchover(tag))  # a switchover cut short: the source may be fenced
+    if sw or status.get("replication") is not None or status.get("phase") in ("Replicating", "SwitchingOver"):
+        steps.append(RestoreSource(tag, "logical"))
+    return steps
+
+
 def replication_tag(uid: str) -> str:
     """Replication object names carry this, so two Migrations never share a slot."""
     return uid.replace("-", "")[:8]

@@ -182,11 +182,51 @@ async def on_fenced_timer(body: kopf.Body, logger: kopf.Logger, **_: Any) -> Non
 
 
 @kopf.on.delete(GROUP, VERSION, PLURAL)
-async def on_delete(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
+async def on_delete(body: kopf.Body, logger: kopf.Logger, retry: int, **_: Any) -> None:
     # Children carry ownerReferences, so the garbage collector removes them; the finalizer
-    # exists so that cleanup which GC cannot do (none yet besides forgetting the lock) runs
-    # before the object disappears. The source is never touched.
+    # holds the object until what GC cannot do is done: an execute under way is finished (past
+    # the point of no return) or its source left as it was (executeplan.before_delete).
+    await _before_delete(body, logger, retry)
     _locks.pop(body["metadata"]["uid"], None)
     _written.pop(body["metadata"]["uid"], None)
     metrics.forget(body["metadata"]["uid"])
     logger.info("Migration deleted; owned children are garbage-collected")
+
+
+# How long a deletion waits for the source to be reachable (retries of 10 s) before it lets the
+# Migration go and says, in a Warning event, what is left on the source.
+DELETE_RETRIES = 30
+
+
+async def _before_delete(body: kopf.Body, logger: kopf.Logger, retry: int) -> None:
+    meta = body["metadata"]
+    ns, name, uid = meta["namespace"], meta["name"], meta["uid"]
+    status = dict(body.get("status") or {})
+    try:
+        parsed = parse_spec(with_operator_defaults(body.get("spec") or {}, CONFIG.default_test_ttl,
+                                                   CONFIG.default_retain_source_for))
+    except SpecError:
+        return  # never got anywhere
+    if parsed.mode != "execute":
+        return
+    async with _locks[uid]:
+        selector = await kube.read_service_selector(ns, parsed.source.service_name)
+        steps = xp.before_delete(status, uid, name, selector)
+        if not steps:
+            return
+        ctx = actions.Context(ns, name, uid, parsed, status, int(meta.get("generation") or 0), CONFIG, logger,
+                              deleting=True)
+        try:
+            for step in steps:
+                logger.info("before deletion: %s", _describe(step))
+                await actions.perform(ctx, step, None)
+        except Exception as e:
+            why = actions.safe_error(e)
+            if retry < DELETE_RETRIES:
+                raise kopf.TemporaryError(f"{_describe(step)} before deletion failed ({why}); retrying",
+                                          delay=10) from e
+            tag = xp.replication_tag(uid)
+            msg = (f"deleted without {_describe(step)} ({why}): check the source for publications and "
+                   f"replication slots named dbmigrate_{tag}_* and for default_transaction_read_only")
+            logger.warning(msg)
+            await kube.post_event(ns, name, uid, "Warning", "CleanupIncomplete", msg)

@@ -244,6 +244,14 @@ async def read_credentials(namespace: str, secret: str, username_key: str, passw
     return await _call(read)
 
 
+async def read_credentials_if_any(namespace: str, secret: str) -> tuple[str, str] | None:
+    """The new server's login (keys username and password), or None once its Secret is gone."""
+    core = kubernetes.client.CoreV1Api(_api())
+    if await _call(lambda: _or_none(lambda: core.read_namespaced_secret(secret, namespace))) is None:
+        return None
+    return await read_credentials(namespace, secret, "username", "password")
+
+
 async def read_job(namespace: str, name: str) -> JobObservation | None:
     """The copy Job's state, plus the JSON result its last pod left as termination message."""
     batch = kubernetes.client.BatchV1Api(_api())

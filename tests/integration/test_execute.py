@@ -232,3 +232,38 @@ def test_an_aborted_execute_stays_failed(
         assert st["phase"] == "Failed" and "test" in st["message"], st
         assert not (st.get("switchover") or {}).get("startedAt")
         time.sleep(1)
+
+
+def test_deleting_a_migration_right_after_the_repoint_keeps_the_new_server(
+        operator: OperatorProcess, api: kubernetes.client.ApiClient, namespace: str) -> None:
+    """The Service already selects the new server but the operator went down before it recorded
+    the point of no return; then the Migration is deleted (a GitOps prune, say). Its finalizer
+    finishes the move instead of letting the garbage collector take the new server, which is the
+    production server now. (Here the operator is stopped and started again, so that the deletion
+    handler, not a reconcile, does it.)"""
+    ns = namespace
+    apps, core = kubernetes.client.AppsV1Api(api), kubernetes.client.CoreV1Api(api)
+    batch, co = kubernetes.client.BatchV1Api(api), kubernetes.client.CustomObjectsApi(api)
+    sources.create(api, ns, sources.statefulset(), sources.service(), sources.secret())
+    co.create_namespaced_custom_object(GROUP, VERSION, ns, PLURAL,
+                                       migration(mode="execute", target={"version": "18"}))
+    _pod_ready(core, ns, "m1-target-0")
+    _wait_phase(api, ns, "Checking")
+    _pass_preflight(api, ns, lambda: _read(lambda: batch.read_namespaced_job("m1-schema", ns)))
+    operator.stop(kill=True)
+    core.patch_namespaced_service("pg", ns, [{"op": "replace", "path": "/spec/selector", "value": TARGET_LABELS}])
+    co.delete_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, "m1")  # held by the finalizer
+    operator.start()
+    operator.wait_ready()
+
+    wait_for(lambda: _read(lambda: co.get_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, "m1")) is None,
+             timeout=60, what="the Migration to be gone")
+    tgt = apps.read_namespaced_stateful_set("m1-target", ns)
+    assert not tgt.metadata.owner_references and tgt.metadata.deletion_timestamp is None
+    for read in (lambda: core.read_namespaced_service("m1-target", ns),
+                 lambda: core.read_namespaced_secret("m1-target-credentials", ns)):
+        assert not read().metadata.owner_references
+    assert apps.read_namespaced_stateful_set("pg", ns).spec.replicas == 0
+    assert core.read_namespaced_service("pg", ns).spec.selector == TARGET_LABELS
+    time.sleep(3)  # a garbage collector acting late would have acted by now
+    assert _read(lambda: apps.read_namespaced_stateful_set("m1-target", ns)) is not None

@@ -406,3 +406,32 @@ def test_automatic_switchover_ignores_approval() -> None:
 ])
 def test_writes_stopped_gets_the_fast_timer(strategy: str, switchover: dict[str, Any], stopped: bool) -> None:
     assert xp.writes_stopped({"strategy": strategy, "switchover": switchover}) is stopped
+
+
+@pytest.mark.parametrize(("status", "selector", "steps"), [
+    # Not started, or test mode reached nothing on the source: nothing to do.
+    ({}, OLD_SELECTOR, []),
+    ({"strategy": "logical", "phase": "Copying"}, OLD_SELECTOR, []),
+    # Replicating: the slot and publication must go with the Migration.
+    ({"strategy": "logical", "phase": "Replicating"}, OLD_SELECTOR, [xp.RestoreSource("1234abcd", "logical")]),
+    ({"strategy": "logical", "phase": "Failed", "replication": {"lagBytes": 0}}, OLD_SELECTOR,
+     [xp.RestoreSource("1234abcd", "logical")]),
+    # A switchover cut short: unfence, then drop the replication objects.
+    ({"strategy": "logical", "switchover": {"startedAt": "t"}}, OLD_SELECTOR,
+     [xp.RecoverSwitchover("1234abcd"), xp.RestoreSource("1234abcd", "logical")]),
+    # Aborted and already restored: nothing; aborted, not yet restored: restore.
+    ({"strategy": "logical", "switchover": {"abortedAt": "t", "sourceRestored": True}}, OLD_SELECTOR, []),
+    ({"strategy": "dump", "switchover": {"fencedAt": "t", "abortedAt": "t", "sourceRestored": False}},
+     OLD_SELECTOR, [xp.RestoreSource("1234abcd", "dump")]),
+    # Strategy dump, fenced for its copy: unfence.
+    ({"strategy": "dump", "switchover": {"fencedAt": "t"}}, OLD_SELECTOR, [xp.RestoreSource("1234abcd", "dump")]),
+    # Past the point of no return, recorded or not (the Service already selects the new server):
+    # finish, so that the new server is not collected with the Migration.
+    ({"strategy": "logical", "switchover": {"startedAt": "t", "pointOfNoReturnAt": "t"}}, TARGET_LABELS,
+     [xp.Finalize("1234abcd", "logical")]),
+    ({"strategy": "dump", "switchover": {"fencedAt": "t"}}, TARGET_LABELS, [xp.Finalize("1234abcd", "dump")]),
+    ({"strategy": "logical", "switchover": {"pointOfNoReturnAt": "t", "completedAt": "t"}}, TARGET_LABELS, []),
+])
+def test_what_a_deleted_execute_does_before_it_goes(status: dict[str, Any], selector: dict[str, str],
+                                                   steps: list[object]) -> None:
+    assert xp.before_delete(status, "1234abcd-0000", "m1", selector) == steps
