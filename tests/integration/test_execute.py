@@ -46,12 +46,8 @@ def test_execute_to_completed_locks_and_keeps_the_new_server(
     ns = namespace
     apps, core = kubernetes.client.AppsV1Api(api), kubernetes.client.CoreV1Api(api)
     batch, co = kubernetes.client.BatchV1Api(api), kubernetes.client.CustomObjectsApi(api)
-    sources.create(api, ns, sources.statefulset(), sources.service(), sources.secret())
-    co.create_namespaced_custom_object(GROUP, VERSION, ns, PLURAL,
-                                       migration(mode="execute", target={"version": "18"}))
-    _pod_ready(core, ns, "m1-target-0")
-    _wait_phase(api, ns, "Checking")
-    job = _pass_preflight(api, ns, lambda: _read(lambda: batch.read_namespaced_job("m1-schema", ns)))
+    _execute_past_the_check(api, ns)
+    job = batch.read_namespaced_job("m1-schema", ns)
     c = job.spec.template.spec.containers[0]
     assert c.command[3] == "schema" and c.image == "dbmigrate-worker:18"
     # Execute reaches the old server through a Service of its own, which the repoint never moves.
@@ -243,13 +239,7 @@ def test_deleting_a_migration_right_after_the_repoint_keeps_the_new_server(
     handler, not a reconcile, does it.)"""
     ns = namespace
     apps, core = kubernetes.client.AppsV1Api(api), kubernetes.client.CoreV1Api(api)
-    batch, co = kubernetes.client.BatchV1Api(api), kubernetes.client.CustomObjectsApi(api)
-    sources.create(api, ns, sources.statefulset(), sources.service(), sources.secret())
-    co.create_namespaced_custom_object(GROUP, VERSION, ns, PLURAL,
-                                       migration(mode="execute", target={"version": "18"}))
-    _pod_ready(core, ns, "m1-target-0")
-    _wait_phase(api, ns, "Checking")
-    _pass_preflight(api, ns, lambda: _read(lambda: batch.read_namespaced_job("m1-schema", ns)))
+    co, _ = _execute_past_the_check(api, ns)
     operator.stop(kill=True)
     core.patch_namespaced_service("pg", ns, [{"op": "replace", "path": "/spec/selector", "value": TARGET_LABELS}])
     co.delete_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, "m1")  # held by the finalizer
