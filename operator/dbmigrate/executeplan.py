@@ -333,13 +333,16 @@ def _dump(b: _Builder, t: TargetObservation, x: ExecuteObservation, sw: dict[str
             b.status["switchover"] = {"abortedAt": cond.rfc3339(b.now), "sourceRestored": False}
             b.stalled("Failed", "CopyFailed", msg, "the source serves writes again; create a new Migration")
             return b.plan(RestoreSource(tag, "dump"), [Event("Warning", "CopyFailed", msg)])
-        from .planner import CreateCopyJob
+        from .planner import CreateCopyJob, copy_progress
 
         if job is None and worker_image is not None:
             b.progressing("Copying", "Copying", "strategy dump: copying while writes are stopped")
             return b.plan(CreateCopyJob(worker_image))
-        b.progressing("Copying", "Copying", "strategy dump: copying while writes are stopped")
+        b.status["progress"] = copy_progress(b.old, t)
+        b.progressing("Copying", "Copying",
+                      f"strategy dump: copying while writes are stopped ({b.status['progress']['display']})")
         return b.plan()
+    b.status["progress"] = copied_all(b.old)
     if x.service_selector == target_labels:
         return _ponr(b, sw, b.now)
     if t.wal_level == "minimal":

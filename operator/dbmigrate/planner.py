@@ -405,12 +405,18 @@ def _copy(b: _Builder, spec: MigrationSpec, t: TargetObservation, worker_image: 
         b.stalled("Failed", reason, msg,
                   f"delete Job {b.target_status['copyJobName']} to retry the copy (the source is untouched)")
         return b.plan()
-    copied = t.bytes_copied if t.bytes_copied is not None else int(
-        (status.get("progress") or {}).get("bytesCopied") or 0)
-    b.status["progress"] = _progress(copied, total)
+    b.status["progress"] = copy_progress(status, t)
     b.progressing("Copying", "Copying", f"copying every database into the target server "
                   f"({b.status['progress']['display']})")
     return b.plan()
+
+
+def copy_progress(status: dict[str, Any], t: TargetObservation) -> dict[str, Any]:
+    """A running copy Job's progress: the bytes now in the target's databases (measured each
+    reconcile; the last value when not), against the source's size measured by the check."""
+    old = status.get("progress") or {}
+    copied = t.bytes_copied if t.bytes_copied is not None else int(old.get("bytesCopied") or 0)
+    return _progress(copied, int(old.get("bytesTotal") or 0))
 
 
 def _target_status(name: str, namespace: str) -> dict[str, Any]:

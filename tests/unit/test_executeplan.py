@@ -195,8 +195,12 @@ def test_dump_path() -> None:
     assert p.status["switchover"]["fencedAt"] == "2026-03-01T12:00:00Z"
     st = merged(st, p)
     assert step(st).action == planner.CreateCopyJob("worker:18")
+    # Writes are stopped: the copy shows how far it got (target bytes against the source's 1000).
+    p = step(st, target=TargetObservation(FULL, 1, job=JobObservation(active=1), bytes_copied=250))
+    assert p.action is None and p.status["progress"]["percent"] == 25
+    assert p.status["message"] == "strategy dump: copying while writes are stopped (25%)"
     p = step(st, job=JobObservation(succeeded=True, result={"ok": True}))
-    assert p.action == xp.Repoint()
+    assert p.action == xp.Repoint() and p.status["progress"]["percent"] == 100
     later = NOW + timedelta(seconds=90)
     p = step(st, ExecuteObservation(service_selector=TARGET_LABELS), job=JobObservation(succeeded=True), now=later)
     assert p.status["switchover"]["writeDowntimeSeconds"] == 90.0 and p.status["locked"] is True
