@@ -38,6 +38,9 @@ SWITCH_LAG_BYTES = 16 * 1024 * 1024
 # Strategy dump: a restart of the new server while writes are stopped (wal_level back to
 # logical) that takes longer than this unfences the source and fails the Migration.
 TARGET_RESTART_SECONDS = 600.0
+# Strategy dump, writes stopped: how long the copy Job's pod may wait for a node (capacity an
+# autoscaler may add) before the source is unfenced and the execute fails.
+COPY_START_SECONDS = 120.0
 
 
 @dataclass(frozen=True)
@@ -315,33 +318,27 @@ def _job_phase(b: _Builder, job: JobObservation | None, worker_image: str | None
         msg = f"{what} failed: {job.error or 'see the Job pod logs'}"
         b.stalled("Failed", f"{reason}Failed", msg, "the source is untouched; delete the Job to retry")
         return b.plan()
-    b.progressing("Copying", reason, what)
+    from .planner import job_waiting, waiting_note
+
+    stuck = job_waiting(b, job, f"the Job for {what}")
+    if stuck is not None:
+        return stuck
+    b.progressing("Copying", reason, what + waiting_note(job))
     return b.plan()
 
 
 def _dump(b: _Builder, t: TargetObservation, x: ExecuteObservation, sw: dict[str, Any],
           worker_image: str | None, target_labels: dict[str, str], tag: str) -> Plan:
     if not sw.get("fencedAt"):
+        if worker_image is None:  # never stop writes for a copy that cannot run
+            b.stalled("Failed", "NoWorkerImage", "no worker image for the target version (DBMIGRATE_WORKER_IMAGES)",
+                      "fix the operator's configuration; the source was not touched")
+            return b.plan()
         b.status["switchover"] = {"fencedAt": cond.rfc3339(b.now), "previousSelector": dict(x.service_selector)}
         b.progressing("SwitchingOver", "Fencing", "strategy dump: stopping writes on the source for the copy")
         return b.plan(FenceSource())
-    job = t.job
-    if job is None or not job.succeeded:
-        if job is not None and job.failed:
-            r = job.result or {}
-            msg = f"the copy failed ({r.get('diff') or job.error}); unfencing the source"
-            b.status["switchover"] = {"abortedAt": cond.rfc3339(b.now), "sourceRestored": False}
-            b.stalled("Failed", "CopyFailed", msg, "the source serves writes again; create a new Migration")
-            return b.plan(RestoreSource(tag, "dump"), [Event("Warning", "CopyFailed", msg)])
-        from .planner import CreateCopyJob, copy_progress
-
-        if job is None and worker_image is not None:
-            b.progressing("Copying", "Copying", "strategy dump: copying while writes are stopped")
-            return b.plan(CreateCopyJob(worker_image))
-        b.status["progress"] = copy_progress(b.old, t)
-        b.progressing("Copying", "Copying",
-                      f"strategy dump: copying while writes are stopped ({b.status['progress']['display']})")
-        return b.plan()
+    if t.job is None or not t.job.succeeded:
+        return _dump_copying(b, t, t.job, sw, worker_image, tag)
     b.status["progress"] = copied_all(b.old)
     if x.service_selector == target_labels:
         return _ponr(b, sw, b.now)
@@ -354,27 +351,64 @@ def _dump(b: _Builder, t: TargetObservation, x: ExecuteObservation, sw: dict[str
                       "Service moves")
         return b.plan(SetTargetWal("logical"))
     if not _settled(t):
-        # Never repoint onto a server that is not up on its current command line.
-        since = sw.get("targetRestartedAt")
-        p = t.pod_problem
-        why = p if p is not None and p.needs_person and not p.image_pull else None
-        if why is not None or (since and (b.now - _parse(since)).total_seconds() > TARGET_RESTART_SECONDS):
-            # Writes are stopped: give them back as soon as the server is known not to come back
-            # (it crash-loops, an input is missing); a pull failure of the image it just ran
-            # may pass, and has the time bound.
-            msg = (f"the new server cannot start after its restart with wal_level=logical ({why.message})"
-                   if why else f"the new server did not come back within {TARGET_RESTART_SECONDS:.0f} s of its "
-                   f"restart with wal_level=logical")
-            msg += "; unfencing the source"
-            b.status["switchover"] = {"abortedAt": cond.rfc3339(b.now), "sourceRestored": False}
-            b.stalled("Failed", "TargetRestartFailed", msg,
-                      "the source serves writes again; see the new server's pod, then create a new Migration")
-            return b.plan(RestoreSource(tag, "dump"), [Event("Warning", "TargetRestartFailed", msg)])
-        b.progressing("SwitchingOver", "RestartingTarget", "waiting for the new server to restart with its WAL"
-                      + (f": {t.pod_problem.message}" if t.pod_problem else ""))
-        return b.plan()
+        return _dump_restarting(b, t, sw, tag)
     b.progressing("SwitchingOver", "Repointing", "the copy is verified: pointing the Service at the new server")
     return b.plan(Repoint())
+
+
+def _give_writes_back(b: _Builder, tag: str, reason: str, why: str, hint: str) -> Plan:
+    """Strategy dump, writes stopped, and the move cannot go on: unfence the source (retried
+    until done, RestoreSource) and fail; a new Migration retries."""
+    msg = f"{why}; unfencing the source"
+    b.status["switchover"] = {"abortedAt": cond.rfc3339(b.now), "sourceRestored": False}
+    b.stalled("Failed", reason, msg, f"{hint}; the source serves writes again; create a new Migration")
+    return b.plan(RestoreSource(tag, "dump"), [Event("Warning", reason, msg)])
+
+
+def _dump_copying(b: _Builder, t: TargetObservation, job: JobObservation | None, sw: dict[str, Any],
+                  worker_image: str | None, tag: str) -> Plan:
+    """Fenced, the copy Job to start or running: its progress, or writes given back when it
+    failed or cannot start."""
+    from .planner import CreateCopyJob, copy_progress, waiting_note
+
+    if job is not None and job.failed:
+        r = job.result or {}
+        return _give_writes_back(b, tag, "CopyFailed", f"the copy failed ({r.get('diff') or job.error})",
+                                 "see the copy Job's pod")
+    if job is None:
+        if worker_image is None:  # the operator's configuration changed under the fence
+            return _give_writes_back(b, tag, "NoWorkerImage", "no worker image for the target version "
+                                     "(DBMIGRATE_WORKER_IMAGES)", "fix the operator's configuration")
+        b.progressing("Copying", "Copying", "strategy dump: copying while writes are stopped")
+        return b.plan(CreateCopyJob(worker_image))
+    why = job.pod_problem
+    if why is not None and (why.needs_person or (b.now - _parse(sw["fencedAt"])).total_seconds()
+                            > COPY_START_SECONDS):
+        return _give_writes_back(b, tag, "CopyCannotStart", f"the copy Job cannot start ({why.message})",
+                                 why.hint or "free capacity for it")
+    b.status["progress"] = copy_progress(b.old, t)
+    b.progressing("Copying", "Copying", f"strategy dump: copying while writes are stopped "
+                  f"({b.status['progress']['display']}){waiting_note(job)}")
+    return b.plan()
+
+
+def _dump_restarting(b: _Builder, t: TargetObservation, sw: dict[str, Any], tag: str) -> Plan:
+    """Fenced, copied, the new server restarting with its WAL: never repoint onto a server
+    that is not up on its current command line; give writes back as soon as it is known not
+    to come back (it crash-loops, an input is missing) or after TARGET_RESTART_SECONDS (a pull
+    failure of the image it just ran may pass)."""
+    since = sw.get("targetRestartedAt")
+    p = t.pod_problem
+    if p is not None and p.needs_person and not p.image_pull:
+        return _give_writes_back(b, tag, "TargetRestartFailed", "the new server cannot start after its restart "
+                                 f"with wal_level=logical ({p.message})", "see the new server's pod")
+    if since and (b.now - _parse(since)).total_seconds() > TARGET_RESTART_SECONDS:
+        return _give_writes_back(b, tag, "TargetRestartFailed", "the new server did not come back within "
+                                 f"{TARGET_RESTART_SECONDS:.0f} s of its restart with wal_level=logical",
+                                 "see the new server's pod")
+    b.progressing("SwitchingOver", "RestartingTarget", "waiting for the new server to restart with its WAL"
+                  + (f": {p.message}" if p else ""))
+    return b.plan()
 
 
 def _ponr(b: _Builder, sw: dict[str, Any], now: datetime) -> Plan:

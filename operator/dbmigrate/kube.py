@@ -276,12 +276,20 @@ async def read_job(namespace: str, name: str) -> JobObservation | None:
                         break
                 if result is not None:
                     break
+        why = None
+        if not conds and st is not None and st.active:
+            # A pod that cannot start leaves the Job active for ever (no backoff counts it).
+            pods = list(core.list_namespaced_pod(namespace, label_selector=f"job-name={name}").items)
+            if pods:
+                newest = max(pods, key=lambda p: p.metadata.creation_timestamp)
+                why = podstatus.problem(_api().sanitize_for_serialization(newest), "copy", podstatus.WORKER_IMAGE)
         return JobObservation(
             active=(st.active or 0) if st else 0,
             succeeded="Complete" in conds,
             failed=failed,
             failure=(conds["Failed"].message or conds["Failed"].reason or "") if failed else "",
             result=result,
+            pod_problem=why,
         )
 
     return await _call(read)

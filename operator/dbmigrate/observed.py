@@ -68,6 +68,8 @@ class JobObservation:
     failed: bool = False
     failure: str = ""
     result: dict[str, object] | None = None
+    # Why its running pod does not start (image, inputs, scheduling), while the Job is active.
+    pod_problem: PodProblem | None = None
 
     @property
     def error(self) -> str:

@@ -405,9 +405,12 @@ def _copy(b: _Builder, spec: MigrationSpec, t: TargetObservation, worker_image: 
         b.stalled("Failed", reason, msg,
                   f"delete Job {b.target_status['copyJobName']} to retry the copy (the source is untouched)")
         return b.plan()
+    stuck = job_waiting(b, job, f"the copy Job {b.target_status['copyJobName']}")
+    if stuck is not None:
+        return stuck
     b.status["progress"] = copy_progress(status, t)
     b.progressing("Copying", "Copying", f"copying every database into the target server "
-                  f"({b.status['progress']['display']})")
+                  f"({b.status['progress']['display']}){waiting_note(job)}")
     return b.plan()
 
 
@@ -516,11 +519,29 @@ def target_not_ready(b: _Builder, t: TargetObservation, what: str, reason: str =
         b.progressing("Provisioning", reason, f"waiting for {what} to become ready"
                       + (f": {why.message}" if why else ""))
         return b.plan()
-    msg = f"{what} cannot start: {why.message}"
+    return stall_once(b, "Provisioning", "TargetNotReady", f"{what} cannot start: {why.message}", why.hint)
+
+
+def stall_once(b: _Builder, phase: str, reason: str, msg: str, hint: str) -> Plan:
+    """Stalled (a person must act) with a Warning event the first time, not every reconcile."""
     old = cond.find(b.conds, cond.STALLED)
-    first = old is None or old.get("reason") != "TargetNotReady"
-    b.stalled("Provisioning", "TargetNotReady", msg, why.hint)
-    return b.plan(extra=[Event("Warning", "TargetNotReady", msg)] if first else [])
+    first = old is None or old.get("reason") != reason
+    b.stalled(phase, reason, msg, hint)
+    return b.plan(extra=[Event("Warning", reason, msg)] if first else [])
+
+
+def job_waiting(b: _Builder, job: JobObservation, what: str, phase: str = "Copying") -> Plan | None:
+    """A Job whose pod cannot start (an image the nodes cannot pull, a missing input): stalled,
+    since it stays active for ever; None otherwise (the caller reports its progress)."""
+    why = job.pod_problem
+    if why is None or not why.needs_person:
+        return None
+    return stall_once(b, phase, "JobCannotStart", f"{what} cannot start: {why.message}", why.hint)
+
+
+def waiting_note(job: JobObservation | None) -> str:
+    """What a running Job's pod waits for, when it says (e.g. capacity), for the message."""
+    return f"; {job.pod_problem.message}" if job is not None and job.pod_problem is not None else ""
 
 
 def _smoke(b: _Builder, job: JobObservation | None, events: list[Event]) -> tuple[bool, object | None]:

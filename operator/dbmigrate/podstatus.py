@@ -11,14 +11,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+# Where the images come from, for the hint of a pull failure.
+TARGET_IMAGE = "spec.target.image, or the operator's image for this version"
+WORKER_IMAGE = "the operator's worker image for this version (the chart's workerImages)"
+
 # Kubelet waiting reasons that stay until someone changes the image, the pod's inputs or the
 # server's configuration (the kubelet keeps retrying, in vain).
 _NEEDS_PERSON = {
-    "ErrImagePull": "the nodes cannot pull the image: check spec.target.image, or the operator's "
-                    "image for this version, and the nodes' access to its registry",
-    "ImagePullBackOff": "the nodes cannot pull the image: check spec.target.image, or the operator's "
-                        "image for this version, and the nodes' access to its registry",
-    "InvalidImageName": "fix spec.target.image, or the operator's image for this version",
+    "ErrImagePull": "the nodes cannot pull the image: check {image}, and the nodes' access to its registry",
+    "ImagePullBackOff": "the nodes cannot pull the image: check {image}, and the nodes' access to its registry",
+    "InvalidImageName": "fix {image}",
     "CreateContainerConfigError": "something the pod refers to is missing: kubectl describe pod {pod}",
     "CreateContainerError": "the runtime cannot create the container: kubectl describe pod {pod}",
     "CrashLoopBackOff": "the server exits at start: kubectl logs {pod} -c {container} --previous",
@@ -45,9 +47,9 @@ def _short(text: str) -> str:
     return text if len(text) <= MAX_MESSAGE else text[:MAX_MESSAGE - 1] + "…"
 
 
-def problem(pod: dict[str, Any] | None, container: str = "postgres") -> PodProblem | None:
+def problem(pod: dict[str, Any] | None, container: str = "postgres", image: str = TARGET_IMAGE) -> PodProblem | None:
     """The first thing keeping ``pod`` from being ready, or None when nothing is known to be
-    wrong (no pod yet, or it is starting normally)."""
+    wrong (no pod yet, or it is starting normally). ``image``: where its image comes from."""
     if not pod:
         return None
     name = str((pod.get("metadata") or {}).get("name") or "the pod")
@@ -70,6 +72,6 @@ def problem(pod: dict[str, Any] | None, container: str = "postgres") -> PodProbl
                      f"{', ' + str(last['reason']) if last.get('reason') else ''})")
         hint = _NEEDS_PERSON.get(reason)
         return PodProblem(reason, _short(what),
-                          hint.format(pod=name, container=cs.get("name") or container) if hint else "",
+                          hint.format(pod=name, container=cs.get("name") or container, image=image) if hint else "",
                           needs_person=hint is not None)
     return None

@@ -187,8 +187,20 @@ def test_copy_job_ready_then_ttl_expiry(operator: OperatorProcess, api: kubernet
     assert job.spec.template.spec.restart_policy == "Never"
     assert job.spec.pod_failure_policy.rules[0].on_exit_codes.values == [2]
 
-    # Play the kubelet: the copy pod exits 0 with its result.
+    # Play a kubelet that cannot pull the worker image: the Job stays active for ever, so the
+    # Migration says why (stalled, the kubelet's words, a hint), not "copying 0%".
     pod = wait_for(lambda: core.list_namespaced_pod(ns, label_selector="job-name=m1-copy").items, what="copy pod")[0]
+    core.patch_namespaced_pod_status(pod.metadata.name, ns, {"status": {"containerStatuses": [{
+        "name": "copy", "image": c.image, "imageID": "", "ready": False, "restartCount": 0,
+        "state": {"waiting": {"reason": "ImagePullBackOff",
+                              "message": 'Back-off pulling image "dbmigrate-worker:17"'}}}]}})
+    st = wait_for(lambda: (lambda s: s if any(c["type"] == "Stalled" and c["reason"] == "JobCannotStart"
+                                              for c in s.get("conditions", [])) else None)(_status(api, ns)),
+                  what="Stalled JobCannotStart")
+    assert st["phase"] == "Copying" and "ImagePullBackOff" in st["message"] and "m1-copy" in st["message"]
+    assert "worker image" in next(c for c in st["conditions"] if c["type"] == "Reconciling")["message"]
+
+    # Play the kubelet: the copy pod exits 0 with its result.
     result = '{"ok":true,"bytes":4200000,"seconds":7.5,"databases":3,"diff":"no differences"}'
     core.patch_namespaced_pod_status(pod.metadata.name, ns, {"status": {
         "phase": "Succeeded",

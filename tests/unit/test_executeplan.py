@@ -439,3 +439,50 @@ def test_writes_stopped_gets_the_fast_timer(strategy: str, switchover: dict[str,
 def test_what_a_deleted_execute_does_before_it_goes(status: dict[str, Any], selector: dict[str, str],
                                                    steps: list[object]) -> None:
     assert xp.before_delete(status, "1234abcd-0000", "m1", selector) == steps
+
+
+PULL = PodProblem("ImagePullBackOff", "pod m1-copy-x, container copy: ImagePullBackOff: nope", "check the worker image",
+                  needs_person=True)
+NO_NODE = PodProblem("Unschedulable", "pod m1-copy-x cannot be scheduled: 0/1 nodes are available")
+
+
+def test_a_dump_copy_that_cannot_start_gives_the_writes_back() -> None:
+    """A copy Job's pod that cannot start stays active for ever: with writes stopped, the
+    source is unfenced at once (image, inputs) or after COPY_START_SECONDS (capacity)."""
+    st = merged(checked([LOGICAL_BLOCKER]), step(checked([LOGICAL_BLOCKER])))
+    assert st["switchover"]["fencedAt"]
+    p = step(st, job=JobObservation(active=1, pod_problem=PULL))
+    assert p.action == xp.RestoreSource("1234abcd", "dump") and p.status["phase"] == "Failed"
+    assert p.status["message"] == ("the copy Job cannot start (pod m1-copy-x, container copy: ImagePullBackOff: "
+                                   "nope); unfencing the source")
+    assert cond(p.status, "Reconciling")["message"].startswith("check the worker image; the source serves writes")
+    assert "CopyCannotStart" in [e.reason for e in p.events if e.type == "Warning"]
+    # Waiting for a node: said while it waits, then given up.
+    p = step(st, job=JobObservation(active=1, pod_problem=NO_NODE), now=NOW + timedelta(seconds=30))
+    assert p.action is None and p.status["message"].endswith("(0%); pod m1-copy-x cannot be scheduled: "
+                                                             "0/1 nodes are available")
+    late = NOW + timedelta(seconds=xp.COPY_START_SECONDS + 1)
+    assert step(st, job=JobObservation(active=1, pod_problem=NO_NODE), now=late).action == xp.RestoreSource(
+        "1234abcd", "dump")
+
+
+def test_a_dump_without_a_worker_image_never_fences() -> None:
+    st = checked([LOGICAL_BLOCKER])
+    p = planner.plan(SPEC, st, 1, SOURCE, NOW, target=TargetObservation(FULL, 1), images={18: "postgres:18"},
+                     worker_images={}, name="m1", namespace="ns", uid=UID,
+                     execute=ExecuteObservation(service_selector=dict(OLD_SELECTOR)))
+    assert p.action is None and not p.status.get("switchover")
+    assert cond(p.status, "Stalled")["reason"] == "NoWorkerImage"
+
+
+def test_a_schema_job_that_cannot_start_stalls_once() -> None:
+    st = checked()
+    p = step(st, ExecuteObservation(schema_job=JobObservation(active=1, pod_problem=PULL),
+                                    service_selector=OLD_SELECTOR))
+    assert p.action is None and p.status["phase"] == "Copying"
+    assert cond(p.status, "Stalled")["reason"] == "JobCannotStart"
+    assert p.status["message"].startswith("the Job for copying roles and schema into the target cannot start: ")
+    assert [e.reason for e in p.events if e.type == "Warning"] == ["JobCannotStart"]
+    again = step(merged(st, p), ExecuteObservation(schema_job=JobObservation(active=1, pod_problem=PULL),
+                                                   service_selector=OLD_SELECTOR))
+    assert "JobCannotStart" not in [e.reason for e in again.events]

@@ -399,3 +399,16 @@ def test_a_target_pod_waiting_for_capacity_says_so_while_it_waits() -> None:
     assert cond(p.status, "Reconciling")["reason"] == "TargetStarting"
     assert p.status["message"].endswith("to become ready: pod m1-target-0 cannot be scheduled: 0/1 nodes are available")
     assert not any(c["type"] == "Stalled" for c in p.status["conditions"])
+
+
+def test_a_test_copy_job_that_cannot_start_stalls_and_recovers() -> None:
+    from dbmigrate.podstatus import PodProblem
+
+    pull = PodProblem("ErrImagePull", "pod m1-copy-x, container copy: ErrImagePull: nope", "check the worker image",
+                      needs_person=True)
+    p = _step(_checked(), JobObservation(active=1, pod_problem=pull))
+    assert p.status["phase"] == "Copying" and cond(p.status, "Stalled")["reason"] == "JobCannotStart"
+    assert p.status["message"] == "the copy Job m1-copy cannot start: pod m1-copy-x, container copy: ErrImagePull: nope"
+    running = _step({**_checked(), **p.status}, JobObservation(active=1), bytes_copied=500)
+    assert running.status["message"] == "copying every database into the target server (50%)"
+    assert not any(c["type"] == "Stalled" for c in running.status["conditions"])
