@@ -201,7 +201,6 @@ DELETE_RETRIES = 30
 async def _before_delete(body: kopf.Body, logger: kopf.Logger, retry: int) -> None:
     meta = body["metadata"]
     ns, name, uid = meta["namespace"], meta["name"], meta["uid"]
-    status = dict(body.get("status") or {})
     try:
         parsed = parse_spec(with_operator_defaults(body.get("spec") or {}, CONFIG.default_test_ttl,
                                                    CONFIG.default_retain_source_for))
@@ -210,6 +209,8 @@ async def _before_delete(body: kopf.Body, logger: kopf.Logger, retry: int) -> No
     if parsed.mode != "execute":
         return
     async with _locks[uid]:
+        # What this operator last wrote may be newer than the body (a step finished meanwhile).
+        status = _freshest(uid, meta, dict(body.get("status") or {}))
         selector = await kube.read_service_selector(ns, parsed.source.service_name)
         steps = xp.before_delete(status, uid, name, selector)
         if not steps:
