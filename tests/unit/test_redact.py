@@ -1,6 +1,8 @@
 """Row values, statement echoes and passwords never reach status, events or logs; names do.
 
-The inputs are PostgreSQL's own messages, captured from real servers (18, psql and pg_restore).
+The inputs are PostgreSQL's message formats: the check, unique and invalid-input ones as a real
+18 server printed them (tests/dataplane/test_job_errors.py runs one through a real failing copy),
+the others written after the server's and pg_restore's message texts.
 """
 
 from __future__ import annotations
