@@ -41,6 +41,7 @@ TARGET_RESTART_SECONDS = 600.0
 # Strategy dump, writes stopped: how long the copy Job's pod may wait for a node (capacity an
 # autoscaler may add) before the source is unfenced and the execute fails.
 COPY_START_SECONDS = 120.0
+NO_WORKER_IMAGE = "no worker image for the target version (DBMIGRATE_WORKER_IMAGES)"
 
 
 @dataclass(frozen=True)
@@ -309,7 +310,7 @@ def _job_phase(b: _Builder, job: JobObservation | None, worker_image: str | None
                create: type[CreateSchemaJob], reason: str) -> Plan:
     if job is None:
         if worker_image is None:
-            b.stalled("Failed", "NoWorkerImage", "no worker image for the target version (DBMIGRATE_WORKER_IMAGES)",
+            b.stalled("Failed", "NoWorkerImage", NO_WORKER_IMAGE,
                       "fix the operator's configuration")
             return b.plan()
         b.progressing("Copying", f"Starting{reason}", what)
@@ -331,7 +332,7 @@ def _dump(b: _Builder, t: TargetObservation, x: ExecuteObservation, sw: dict[str
           worker_image: str | None, target_labels: dict[str, str], tag: str) -> Plan:
     if not sw.get("fencedAt"):
         if worker_image is None:  # never stop writes for a copy that cannot run
-            b.stalled("Failed", "NoWorkerImage", "no worker image for the target version (DBMIGRATE_WORKER_IMAGES)",
+            b.stalled("Failed", "NoWorkerImage", NO_WORKER_IMAGE,
                       "fix the operator's configuration; the source was not touched")
             return b.plan()
         b.status["switchover"] = {"fencedAt": cond.rfc3339(b.now), "previousSelector": dict(x.service_selector)}
@@ -377,8 +378,7 @@ def _dump_copying(b: _Builder, t: TargetObservation, job: JobObservation | None,
                                  "see the copy Job's pod")
     if job is None:
         if worker_image is None:  # the operator's configuration changed under the fence
-            return _give_writes_back(b, tag, "NoWorkerImage", "no worker image for the target version "
-                                     "(DBMIGRATE_WORKER_IMAGES)", "fix the operator's configuration")
+            return _give_writes_back(b, tag, "NoWorkerImage", NO_WORKER_IMAGE, "fix the operator's configuration")
         b.progressing("Copying", "Copying", "strategy dump: copying while writes are stopped")
         return b.plan(CreateCopyJob(worker_image))
     why = job.pod_problem
