@@ -35,6 +35,7 @@ import shutil
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,7 +48,7 @@ from . import copy_sql as q
 from .checks import STATE_DB
 from .conninfo import ConnInfo
 from .db import connect, execute, fetch, fetch_one
-from .inventory import Inventory, Table, collect
+from .inventory import Database, Inventory, Table, collect
 from .postdata import EarlyIndexes, table_keys
 from .postdata_plan import per_table, without
 from .predata import CANDIDATES, filter_script, split_create
@@ -64,6 +65,7 @@ from .stream import (
 )
 from .stream import tables as stream_tables
 from .stream_sql import patterns
+from .tally import Tally
 from .verify import VerifyOptions, verify_database
 
 log = logging.getLogger(__name__)
@@ -82,6 +84,8 @@ class CopyOptions:
     # Twice the cores: a streamed table keeps two server backends and two psql busy, and
     # each waits on the other part of the time (measured: 4 jobs beat 2 on 2 cores).
     jobs: int = field(default_factory=lambda: 2 * (os.cpu_count() or 1))
+    # Databases copied side by side (biggest first), each with ``jobs`` row workers.
+    lanes: int = 2
     schema_only: bool = False         # the online strategy: tables are filled by replication
     # "stream": rows piped source -> target by parallel COPY (stream.py), the rest through
     # pg_dump/pg_restore; "dump": everything through pg_dump -Fd -j / pg_restore -j.
@@ -117,47 +121,62 @@ def snapshot_copy(source: ConnInfo, target: ConnInfo, opts: CopyOptions,
                   progress: ProgressCallback | None = None,
                   inventory: Inventory | None = None) -> CopyResult:
     started = time.monotonic()
-    inv = inventory or collect(source, exclude=frozenset({STATE_DB}))
+    with ThreadPoolExecutor(1, thread_name_prefix="state") as side:
+        # The target's bookkeeping database is created while the source is inventoried.
+        state = side.submit(_prepare_state, target)
+        inv = inventory or collect(source, exclude=frozenset({STATE_DB}))
+        done = state.result()
     sizes = {d.name: [] if opts.schema_only else [t.bytes for t in d.tables if t.kind == "r"]
              for d in inv.databases}
-    prog = Progress(bytes_total=sum(sum(v) for v in sizes.values()),
-                    tables_total=sum(len(v) for v in sizes.values()),
-                    databases_total=len(inv.databases))
-
-    def report() -> None:
-        if progress:
-            progress(prog)
-
-    done = _prepare_state(target)
+    tally = Tally(Progress(bytes_total=sum(sum(v) for v in sizes.values()),
+                           tables_total=sum(len(v) for v in sizes.values()),
+                           databases_total=len(inv.databases)), progress)
     if "roles" not in done:
-        prog.current = "roles"
-        report()
+        tally.say("roles")
         copy_roles(source, target, opts)
         _mark(target, "roles", None)
 
-    result = CopyResult(bytes_total=prog.bytes_total)
+    result = CopyResult(bytes_total=tally.prog.bytes_total)
     unknown = unknown_column_options(target)
+    todo = []
     for d in inv.databases:
         if f"db:{d.name}" in done:
-            prog.bytes_copied += sum(sizes[d.name])
-            prog.tables_copied += len(sizes[d.name])
-            prog.databases_copied += 1
+            tally.add(d.name, sum(sizes[d.name]), len(sizes[d.name]))
+            tally.database_done()
             result.databases[d.name] = 0.0
             # Its verification, made against the snapshot it was copied from, was kept: a
             # difference found before an interruption is still reported.
             stored = done[f"db:{d.name}"]
             if stored:
                 result.diff.extend(VerificationDiff(**stored))
-            continue
+        else:
+            todo.append(d)
+
+    def one(d: Database) -> tuple[float, VerificationDiff]:
         t0 = time.monotonic()
         diff = VerificationDiff()
-        copy_database(source, target, d.name, opts, prog, report, _SizeBook(d.tables), unknown, diff)
-        result.diff.extend(diff)
+        copy_database(source, target, d.name, opts, tally, _SizeBook(d.tables), unknown, diff)
         _mark(target, f"db:{d.name}", diff if opts.verify is not None and not opts.schema_only else None)
-        prog.databases_copied += 1
-        result.databases[d.name] = time.monotonic() - t0
-    prog.current = ""
-    report()
+        tally.database_done()
+        return time.monotonic() - t0, diff
+
+    # Biggest first, side by side: a small database (the 'postgres' one, or a hosting
+    # customer's many) costs a second of process starts and round trips, not of CPU, and
+    # copies while the big one streams.
+    todo.sort(key=lambda d: d.bytes, reverse=True)
+    with ThreadPoolExecutor(max(1, opts.lanes), thread_name_prefix="database") as pool:
+        futures = {d.name: pool.submit(one, d) for d in todo}
+        for f in as_completed(futures.values()):
+            if not f.cancelled() and f.exception() is not None:
+                for other in futures.values():  # the databases not started yet stay undone
+                    other.cancel()
+        for name, f in futures.items():  # the first database (biggest first) that failed
+            if f.cancelled():
+                continue
+            seconds, diff = f.result()
+            result.databases[name] = seconds
+            result.diff.extend(diff)
+    tally.say("")
     finish(target)
     result.seconds = time.monotonic() - started
     return result
@@ -189,8 +208,8 @@ def copy_roles(source: ConnInfo, target: ConnInfo, opts: CopyOptions) -> None:
 
 
 def copy_database(source: ConnInfo, target: ConnInfo, dbname: str, opts: CopyOptions,
-                  prog: Progress, report: Callable[[], None], book: _SizeBook,
-                  unknown: set[str], diff: VerificationDiff | None = None) -> None:
+                  tally: Tally, book: _SizeBook, unknown: set[str],
+                  diff: VerificationDiff | None = None) -> None:
     """``unknown``: column options the target refuses (``unknown_column_options``)."""
     with connect(target, STATE_DB) as conn:
         execute(conn, q.drop_database(dbname))
@@ -202,35 +221,30 @@ def copy_database(source: ConnInfo, target: ConnInfo, dbname: str, opts: CopyOpt
         nonlocal dumped
         if _DUMPING.search(line):
             dumped += 1
-            prog.current = f"dumping {dbname} ({dumped} tables)"
-            report()
+            tally.say(f"dumping {dbname} ({dumped} tables)")
 
     def on_restore(line: str) -> None:
         m = _FINISHED_DATA.search(line) or _SERIAL_DATA.search(line)
         if m:
             size = book.take(m.group(1))
             if size is not None:
-                prog.bytes_copied += size
-                prog.tables_copied += 1
-                prog.current = f"restoring {dbname}"
-                report()
+                tally.add(dbname, size, 1, f"restoring {dbname}")
 
     try:
         if opts.data == "stream" and not opts.schema_only:
-            before = (prog.bytes_copied, prog.tables_copied)
             try:
-                _copy_streamed(source, target, dbname, dumpdir, opts, prog, report, unknown, diff)
+                _copy_streamed(source, target, dbname, dumpdir, opts, tally, unknown, diff)
             except schema_load.SchemaError as e:
                 if not e.reordered:
                     raise
                 # Our dependency analysis missed something: the plain script order always works.
                 log.warning("creating the tables of %s biggest first failed (%s); copying it "
                             "again with its schema in plain order", dbname, e)
-                prog.bytes_copied, prog.tables_copied = before
+                tally.take_back(dbname)
                 with connect(target, STATE_DB) as conn:
                     execute(conn, q.drop_database(dbname))
                 shutil.rmtree(dumpdir, ignore_errors=True)
-                _copy_streamed(source, target, dbname, dumpdir, opts, prog, report, unknown, diff,
+                _copy_streamed(source, target, dbname, dumpdir, opts, tally, unknown, diff,
                                reorder=False)
         else:
             _copy_dumped(source, target, dbname, dumpdir, opts, unknown, on_dump, on_restore)
@@ -257,8 +271,8 @@ def _create_database(target: ConnInfo, dbname: str, dumpdir: Path, opts: CopyOpt
 
 
 def _copy_streamed(source: ConnInfo, target: ConnInfo, dbname: str, dumpdir: Path,
-                   opts: CopyOptions, prog: Progress, report: Callable[[], None],
-                   unknown: set[str], diff: VerificationDiff | None = None, *,
+                   opts: CopyOptions, tally: Tally, unknown: set[str],
+                   diff: VerificationDiff | None = None, *,
                    reorder: bool = True) -> None:
     """Everything but table rows through the target's pg_dump/pg_restore, the rows streamed
     (stream.py), all as of one source snapshot. The rows of a table start as soon as the
@@ -268,25 +282,27 @@ def _copy_streamed(source: ConnInfo, target: ConnInfo, dbname: str, dumpdir: Pat
         target, "default_toast_compression", opts.toast_compression) else None
     with Snapshot(source, dbname) as snap:
         todo = stream_tables(source, dbname, snap.id)
-        independent = independent_tables(source, dbname, snap.id) if reorder else None
         t0 = time.monotonic()
-        run(commands.dump_db(opts.bindir, source, dbname, dumpdir, 1, snapshot=snap.id,
-                             exclude_data=patterns([(t.schema, t.name) for t in todo])))
-        t1 = time.monotonic()
-        schema, dropped = _create_database(target, dbname, dumpdir, opts, unknown)
+        with ThreadPoolExecutor(1, thread_name_prefix="catalog") as side:
+            # The catalog queries the schema load and the early indexes need run beside the
+            # schema dump (which needs ``todo``): same snapshot, the source has cores to spare.
+            independent_f = side.submit(lambda: independent_tables(source, dbname, snap.id)
+                                        if reorder else None)
+            keys_f = side.submit(table_keys, source, dbname, snap.id, opts.early_index_bytes)
+            run(commands.dump_db(opts.bindir, source, dbname, dumpdir, 1, snapshot=snap.id,
+                                 exclude_data=patterns([(t.schema, t.name) for t in todo])))
+            t1 = time.monotonic()
+            schema, dropped = _create_database(target, dbname, dumpdir, opts, unknown)
+            independent, keys = independent_f.result(), keys_f.result()
 
         def done(t: StreamTable) -> None:
-            prog.bytes_copied += t.bytes
-            prog.tables_copied += 1
-            prog.current = f"copying {dbname}"
-            report()
+            tally.add(dbname, t.bytes, 1, f"copying {dbname}")
             early.add((t.schema, t.name))
 
         split_bytes = opts.split_bytes_without_wal if _wal_level(target) == "minimal" else None
         toc = dumpdir / "toc.list"
         run(commands.toc_list(opts.bindir, dumpdir, toc))
         entries = toc.read_text()
-        keys = table_keys(source, dbname, snap.id, opts.early_index_bytes)
         early = EarlyIndexes(opts.bindir, target, dbname, dumpdir, per_table(entries, keys))
         release = Release()
         failed: list[BaseException] = []
