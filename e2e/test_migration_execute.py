@@ -63,6 +63,12 @@ def _source_with_application(cluster: Kubectl, ns: str) -> str:
     return password
 
 
+def _owners(cluster: Kubectl, ns: str, statefulset: str) -> list[str]:
+    """The uids of the StatefulSet's owners."""
+    return cluster.run("-n", ns, "get", "sts", statefulset, "-o",
+                       "jsonpath={.metadata.ownerReferences[*].uid}").split()
+
+
 def _hold_lock(cluster: Kubectl, ns: str, pod: str) -> subprocess.Popen[bytes]:
     """A session on the new server holding a lock on the written table: the apply of the
     application's rows waits for it, so the final catch-up cannot finish (a real fault, no mock)."""
@@ -112,6 +118,9 @@ def test_execute_15_to_18_under_writes_survives_a_crash_mid_switchover(
             assert time.monotonic() < deadline, "the source was never fenced"
             time.sleep(0.2)
         cluster.run("-n", ns, "annotate", "mig", NAME, f"{APPROVE}-")
+        # Released before the fence, so before the repoint: from the repoint on the new server is
+        # production, and a deletion of the Migration (foreground, say) must not take it along.
+        assert _owners(cluster, ns, f"{NAME}-target") == []
         ip = cluster.run("-n", OPERATOR_NAMESPACE, "get", "pod", "-l", OPERATOR_SELECTOR,
                          "-o", "jsonpath={.items[0].status.podIP}")
         sessions = f"SELECT count(*) FROM pg_stat_activity WHERE client_addr = '{ip}'"
@@ -138,6 +147,11 @@ def test_execute_15_to_18_under_writes_survives_a_crash_mid_switchover(
     events = cluster.run("-n", ns, "get", "events", "--field-selector", f"involvedObject.name={NAME}",
                          "-o", "jsonpath={range .items[*]}{.reason}{'\\n'}{end}")
     assert "PointOfNoReturn" not in events and "SwitchoverRecovered" in events
+    # The switchover did not go through: the new server is the Migration's again (and its volume
+    # would go with it).
+    assert _owners(cluster, ns, f"{NAME}-target") == [obj["metadata"]["uid"]]
+    assert cluster.run("-n", ns, "get", "sts", f"{NAME}-target", "-o",
+                       "jsonpath={.spec.persistentVolumeClaimRetentionPolicy.whenDeleted}") == "Delete"
     assert obj["status"].get("locked") is not True
     assert psql(cluster, ns, "SHOW default_transaction_read_only") == "off"
     assert cluster.run("-n", ns, "get", "svc", "pg", "-o", "jsonpath={.spec.selector.app}") == "pg"
@@ -227,6 +241,7 @@ def test_execute_that_cannot_catch_up_in_time_fails_with_the_source_serving(
     events = cluster.run("-n", ns, "get", "events", "--field-selector", f"involvedObject.name={name}",
                          "-o", "jsonpath={range .items[*]}{.type} {.reason}{'\\n'}{end}")
     assert "Warning SwitchoverAborted" in events and "PointOfNoReturn" not in events
+    assert _owners(cluster, ns, f"{name}-target") == [obj["metadata"]["uid"]]  # released, then given back
     # The source, as before: writable, its Service unchanged, no slot or publication left.
     assert psql(cluster, ns, "SHOW default_transaction_read_only") == "off"
     assert cluster.run("-n", ns, "get", "svc", "pg", "-o", "jsonpath={.spec.selector}") == '{"app":"pg"}'

@@ -163,11 +163,11 @@ with the message `this Migration is locked ...` - create a new Migration instead
 Pruning: removing a Migration from Git deletes it, which is safe: its finalizer first finishes
 an execute past its point of no return, or leaves the source as it was before it (README,
 "Deleting a Migration"). Argo CD prunes with foreground propagation by default, which lets the
-garbage collector delete a Migration's children while the finalizer still runs. During the few
-seconds between an execute's point of no return and the release of the new server that could
-take the new server's pods down (its volume is kept). For Applications that hold Migrations,
-set `PrunePropagationPolicy=background` in `spec.syncPolicy.syncOptions`, or annotate
-Migrations with `argocd.argoproj.io/sync-options: Prune=confirm`.
+garbage collector delete a Migration's children while the finalizer still runs. That is safe
+too: an execute's switchover releases the new server from the Migration before it stops the
+writes, so from the repoint on nothing the Migration owns is production (and a switchover that
+does not go through gives the new server back). To review prunes of Migrations by hand anyway,
+annotate them with `argocd.argoproj.io/sync-options: Prune=confirm`.
 
 ## Flux and kstatus
 

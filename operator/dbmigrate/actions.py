@@ -103,6 +103,7 @@ async def perform(ctx: Context, action: object, obs: SourceObservation | None) -
     elif isinstance(action, xp.Switchover):
         return await switchover(ctx, action)
     elif isinstance(action, xp.Repoint):
+        await release_target(ctx)
         await kube.repoint_service(ctx.ns, ctx.spec.source.service_name, _target_labels(ctx))
         return xp.after_repoint(ctx.status, ctx.generation, datetime.now(UTC))
     elif isinstance(action, xp.SetTargetWal):
@@ -229,6 +230,7 @@ async def _engine(ctx: Context, action: object) -> None:
         n = await asyncio.to_thread(online.start, source, target, action.tag)
         ctx.logger.info("replication started for %d database(s)", n)
     elif isinstance(action, xp.RecoverSwitchover):
+        await adopt_target(ctx)
         await asyncio.to_thread(online.unfence, source)
         ctx.logger.info("source unfenced after an interrupted switchover")
     elif isinstance(action, xp.FenceSource):
@@ -245,6 +247,13 @@ async def switchover(ctx: Context, action: xp.Switchover) -> planner.Plan:
     def repoint() -> None:
         kube.repoint_service_sync(ctx.ns, ctx.spec.source.service_name, labels)
 
+    # Before the writes stop, not after the repoint: from the repoint on, the new server is
+    # production, and deleting the Migration (a foreground deletion collects children at once)
+    # must not take it along. An abort gives it back to the Migration.
+    await release_target(ctx)
+    if await kube.being_deleted(ctx.ns, "StatefulSet", ctx.children["statefulset"]):
+        # A foreground deletion of the Migration got to it first: never repoint onto it.
+        raise RuntimeError(f"the new server's StatefulSet {ctx.children['statefulset']} is being deleted")
     try:
         seconds = await asyncio.to_thread(online.switchover, source, target, action.tag, repoint,
                                           action.max_write_downtime)
@@ -252,6 +261,7 @@ async def switchover(ctx: Context, action: xp.Switchover) -> planner.Plan:
         msg = safe_error(e, *pws)
         cleaned = True
         try:
+            await adopt_target(ctx)
             await asyncio.to_thread(online.cleanup, source, target, action.tag)
         except Exception as ce:  # retried by RestoreSource; the source is unfenced either way
             ctx.logger.warning("cleanup after the aborted switchover failed: %s", safe_error(ce, *pws))
@@ -263,12 +273,31 @@ async def switchover(ctx: Context, action: xp.Switchover) -> planner.Plan:
 async def restore_source(ctx: Context, action: xp.RestoreSource) -> None:
     from .engines.postgres import online
 
+    await adopt_target(ctx)
     source, target, _ = await connections(ctx)
     if action.strategy == "logical":
         await asyncio.to_thread(online.cleanup, source, target, action.tag)
     else:
         await asyncio.to_thread(online.unfence, source)
     ctx.logger.info("source restored after the aborted execute (strategy %s)", action.strategy)
+
+
+# The new server: the Migration's until the repoint, then production, outliving the Migration.
+NEW_SERVER = (("StatefulSet", "statefulset"), ("Service", "service"), ("Service", "headless"),
+              ("NetworkPolicy", "networkpolicy"), ("Secret", "secret"))
+
+
+async def release_target(ctx: Context) -> None:
+    for kind, key in NEW_SERVER:
+        if await kube.release_owned(ctx.ns, kind, ctx.children[key], ctx.uid):
+            ctx.logger.info("%s %s now outlives the Migration", kind, ctx.children[key])
+
+
+async def adopt_target(ctx: Context) -> None:
+    """The switchover did not reach the repoint: the new server is the Migration's again."""
+    for kind, key in NEW_SERVER:
+        if await kube.adopt_owned(ctx.ns, kind, ctx.children[key], resources.owner_reference(ctx.owner)):
+            ctx.logger.info("%s %s belongs to the Migration again", kind, ctx.children[key])
 
 
 async def finalize(ctx: Context, action: xp.Finalize) -> planner.Plan:
@@ -280,10 +309,7 @@ async def finalize(ctx: Context, action: xp.Finalize) -> planner.Plan:
             await asyncio.to_thread(online.cleanup, source, target, action.tag)
         except Exception as e:  # already cleaned by the switchover, or the source is gone
             ctx.logger.info("replication cleanup: %s", safe_error(e))
-    for kind, key in (("StatefulSet", "statefulset"), ("Service", "service"), ("Service", "headless"),
-                      ("NetworkPolicy", "networkpolicy"), ("Secret", "secret")):
-        if await kube.release_owned(ctx.ns, kind, ctx.children[key], ctx.uid):
-            ctx.logger.info("%s %s now outlives the Migration", kind, ctx.children[key])
+    await release_target(ctx)  # done by the switchover; again for a repoint made before this version
     await kube.scale_statefulset(ctx.ns, ctx.spec.source.stateful_set_name, 0)
     ctx.logger.info("source StatefulSet %s scaled to 0 (kept with its volume)", ctx.spec.source.stateful_set_name)
     # Stopped, the old server is reached by nothing: the Migration's own Service to it goes.

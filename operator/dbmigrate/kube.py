@@ -373,9 +373,8 @@ async def scale_statefulset(namespace: str, name: str, replicas: int) -> None:
     await patch_statefulset(namespace, name, {"spec": {"replicas": replicas}})
 
 
-async def release_owned(namespace: str, kind: str, name: str, owner_uid: str) -> bool:
-    """Drop the Migration's ownerReference from a child it controls, so that deleting the
-    Migration no longer deletes it (the new production server after an execute)."""
+def _read_patch(namespace: str, kind: str, name: str) -> tuple[Callable[[], Any], Callable[..., Any]]:
+    """(read, patch) of a child the Migration may own or release."""
     apis: dict[str, tuple[Callable[[], Any], Callable[..., Any]]] = {
         "StatefulSet": (lambda: kubernetes.client.AppsV1Api(_api()).read_namespaced_stateful_set(name, namespace),
                         kubernetes.client.AppsV1Api(_api()).patch_namespaced_stateful_set),
@@ -387,7 +386,13 @@ async def release_owned(namespace: str, kind: str, name: str, owner_uid: str) ->
             lambda: kubernetes.client.NetworkingV1Api(_api()).read_namespaced_network_policy(name, namespace),
             kubernetes.client.NetworkingV1Api(_api()).patch_namespaced_network_policy),
     }
-    read, patch = apis[kind]
+    return apis[kind]
+
+
+async def release_owned(namespace: str, kind: str, name: str, owner_uid: str) -> bool:
+    """Drop the Migration's ownerReference from a child it controls, so that deleting the
+    Migration no longer deletes it (the new production server after an execute)."""
+    read, patch = _read_patch(namespace, kind, name)
 
     def run() -> bool:
         obj = _or_none(read)
@@ -404,6 +409,37 @@ async def release_owned(namespace: str, kind: str, name: str, owner_uid: str) ->
             # The new server's volume must survive the StatefulSet (it is production data now).
             body.append({"op": "replace", "path": "/spec/persistentVolumeClaimRetentionPolicy",
                          "value": {"whenDeleted": "Retain", "whenScaled": "Retain"}})
+        patch(name, namespace, body)
+        return True
+
+    return await _call(run)
+
+
+async def being_deleted(namespace: str, kind: str, name: str) -> bool:
+    """The object is gone or has a deletionTimestamp (the garbage collector is at it)."""
+    read, _ = _read_patch(namespace, kind, name)
+    obj: Any = await _call(lambda: _or_none(read))
+    return obj is None or obj.metadata.deletion_timestamp is not None
+
+
+async def adopt_owned(namespace: str, kind: str, name: str, owner_ref: dict[str, Any]) -> bool:
+    """Undo ``release_owned`` (a switchover that released the new server did not go through):
+    the child belongs to the Migration again, and goes with it. True when this call changed it."""
+    read, patch = _read_patch(namespace, kind, name)
+
+    def run() -> bool:
+        obj = _or_none(read)
+        if obj is None:
+            return False
+        refs = obj.metadata.owner_references or []
+        if any(r.uid == owner_ref["uid"] for r in refs):
+            return False
+        body: Any = [{"op": "test", "path": "/metadata/uid", "value": obj.metadata.uid},
+                     {"op": "replace", "path": "/metadata/ownerReferences",
+                      "value": [_api().sanitize_for_serialization(r) for r in refs] + [owner_ref]}]
+        if kind == "StatefulSet":
+            body.append({"op": "replace", "path": "/spec/persistentVolumeClaimRetentionPolicy",
+                         "value": resources.TARGET_PVC_RETENTION})
         patch(name, namespace, body)
         return True
 

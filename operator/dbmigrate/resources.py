@@ -57,16 +57,24 @@ def labels(owner: Owner, component: str) -> dict[str, str]:
     }
 
 
+# The new server's volume goes with its StatefulSet (TTL expiry, Migration deleted) while the
+# Migration owns it; a released (production) server keeps it (kube.release_owned).
+TARGET_PVC_RETENTION = {"whenDeleted": "Delete", "whenScaled": "Retain"}
+
+
 def _meta(owner: Owner, name: str, component: str) -> dict[str, Any]:
     return {
         "name": name,
         "namespace": owner.namespace,
         "labels": labels(owner, component),
-        "ownerReferences": [{
-            "apiVersion": f"{GROUP}/{VERSION}", "kind": KIND, "name": owner.name, "uid": owner.uid,
-            "controller": True, "blockOwnerDeletion": True,
-        }],
+        "ownerReferences": [owner_reference(owner)],
     }
+
+
+def owner_reference(owner: Owner) -> dict[str, Any]:
+    """What makes a child the Migration's: deleted with it, by the garbage collector."""
+    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": KIND, "name": owner.name, "uid": owner.uid,
+            "controller": True, "blockOwnerDeletion": True}
 
 
 _QUANTITY = re.compile(r"^(\d+(?:\.\d+)?)(Ki|Mi|Gi|Ti|Pi|k|M|G|T|P)?$")
@@ -200,9 +208,8 @@ def target_statefulset(owner: Owner, spec: MigrationSpec, image: str, source_siz
                 },
             },
             "volumeClaimTemplates": [{"metadata": {"name": "data", "labels": lbl}, "spec": pvc_spec}],
-            # The target's volume goes with it (TTL expiry, Migration deleted); the source's
-            # volume is never ours to touch.
-            "persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Delete", "whenScaled": "Retain"},
+            # The source's volume is never ours to touch.
+            "persistentVolumeClaimRetentionPolicy": dict(TARGET_PVC_RETENTION),
         },
     }
 

@@ -198,9 +198,18 @@ def test_switchover_interrupted_before_the_repoint_is_rolled_back(
         operator: OperatorProcess, api: kubernetes.client.ApiClient, namespace: str) -> None:
     """A status that says a switchover started, with the Service still on the source (what a
     crash mid-switchover leaves): the operator unfences and replicates again, and the stored
-    status really loses the started switchover (a merge patch must null the nested keys)."""
+    status really loses the started switchover (a merge patch must null the nested keys). The
+    switchover had released the new server (it does, before it fences): it belongs to the
+    Migration again, volume policy included."""
     ns = namespace
+    apps = kubernetes.client.AppsV1Api(api)
     co, core = _execute_past_the_check(api, ns)
+    uid = co.get_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, "m1")["metadata"]["uid"]
+    released = [{"op": "replace", "path": "/metadata/ownerReferences", "value": []}]
+    apps.patch_namespaced_stateful_set("m1-target", ns, [
+        *released, {"op": "replace", "path": "/spec/persistentVolumeClaimRetentionPolicy",
+                    "value": {"whenDeleted": "Retain", "whenScaled": "Retain"}}])
+    core.patch_namespaced_secret("m1-target-credentials", ns, released)
     co.patch_namespaced_custom_object_status(GROUP, VERSION, ns, PLURAL, "m1", {"status": {
         "phase": "SwitchingOver", "switchover": {"startedAt": "2026-01-01T00:00:00Z",
                                                  "previousSelector": {"app": "pg"}}}})
@@ -210,6 +219,11 @@ def test_switchover_interrupted_before_the_repoint_is_rolled_back(
         "SwitchoverRecovered", "StartingReplication", "Retrying")
     assert not st.get("switchover") and st.get("locked") is not True
     assert core.read_namespaced_service("pg", ns).spec.selector == {"app": "pg"}
+    sts = apps.read_namespaced_stateful_set("m1-target", ns)
+    assert [(r.uid, r.controller) for r in sts.metadata.owner_references] == [(uid, True)]
+    assert sts.spec.persistent_volume_claim_retention_policy.when_deleted == "Delete"
+    secret = core.read_namespaced_secret("m1-target-credentials", ns)
+    assert [r.uid for r in secret.metadata.owner_references] == [uid]
 
 
 def test_an_aborted_execute_stays_failed(

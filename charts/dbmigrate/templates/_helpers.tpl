@@ -43,7 +43,8 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 # precondition), for the test server's TTL expiry.
 # patch: an execute repoints the source Service (selector), scales the source StatefulSet to 0,
 # restarts the new server with another wal_level (strategy dump, its own StatefulSet only), and
-# releases the new server's children from the Migration (ownerReferences).
+# releases the new server's children from the Migration before the repoint (ownerReferences),
+# and gives them back should the switchover not go through.
 - apiGroups: [apps]
   resources: [statefulsets]
   verbs: [get, create, delete, patch]
