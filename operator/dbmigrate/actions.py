@@ -100,6 +100,8 @@ async def perform(ctx: Context, action: object, obs: SourceObservation | None) -
         return planner.after_preflight(ctx.status, ctx.generation, datetime.now(UTC), findings, error, size)
     elif isinstance(action, xp.StartReplication | xp.RecoverSwitchover | xp.FenceSource):
         await _engine(ctx, action)
+        if isinstance(action, xp.FenceSource):
+            return xp.after_fence(ctx.status, ctx.generation, datetime.now(UTC))
     elif isinstance(action, xp.Switchover):
         return await switchover(ctx, action)
     elif isinstance(action, xp.Repoint):

@@ -41,6 +41,9 @@ TARGET_RESTART_SECONDS = 600.0
 # Strategy dump, writes stopped: how long the copy Job's pod may wait for a node (capacity an
 # autoscaler may add) before the source is unfenced and the execute fails.
 COPY_START_SECONDS = 120.0
+# Strategy dump: how long the fence may keep failing (retried every second) before the
+# execute gives up and resets the source (a partial fence already refuses new writes).
+FENCE_SECONDS = 60
 NO_WORKER_IMAGE = "no worker image for the target version (DBMIGRATE_WORKER_IMAGES)"
 
 
@@ -338,6 +341,17 @@ def _dump(b: _Builder, t: TargetObservation, x: ExecuteObservation, sw: dict[str
         b.status["switchover"] = {"fencedAt": cond.rfc3339(b.now), "previousSelector": dict(x.service_selector)}
         b.progressing("SwitchingOver", "Fencing", "strategy dump: stopping writes on the source for the copy")
         return b.plan(FenceSource())
+    if not sw.get("fenceConfirmedAt") and t.job is None:
+        # fencedAt is written before the fence is made: a fence that failed (the source
+        # unreachable for a moment) would otherwise let the copy run while writes go on, and
+        # the writes after its snapshot would be lost at the repoint. (A copy Job that exists
+        # was started by an operator before this record: it was fenced.)
+        if (b.now - _parse(sw["fencedAt"])).total_seconds() > FENCE_SECONDS:
+            return _give_writes_back(b, tag, "FenceFailed",
+                                     f"the source could not be fenced within {FENCE_SECONDS} s",
+                                     "check that the operator reaches the source (the events say why)")
+        b.progressing("SwitchingOver", "Fencing", "strategy dump: stopping writes on the source for the copy")
+        return b.plan(FenceSource())
     if t.job is None or not t.job.succeeded:
         return _dump_copying(b, t, t.job, sw, worker_image, tag)
     b.status["progress"] = copied_all(b.old)
@@ -451,6 +465,15 @@ def writes_stopped(status: dict[str, Any]) -> bool:
     sw = status.get("switchover") or {}
     return bool((sw.get("fencedAt") and not sw.get("pointOfNoReturnAt"))
                 or (status.get("strategy") == "dump" and sw.get("abortedAt") and not sw.get("sourceRestored")))
+
+
+def after_fence(status: dict[str, Any], generation: int, now: datetime) -> Plan:
+    """Strategy dump: the source refuses writes and its client sessions were ended: the copy
+    may start."""
+    b = _Builder(status, generation, now)
+    b.status["switchover"] = {**(status.get("switchover") or {}), "fenceConfirmedAt": cond.rfc3339(now)}
+    b.progressing("SwitchingOver", "Fenced", "strategy dump: the source refuses writes; starting the copy")
+    return b.plan()
 
 
 def after_repoint(status: dict[str, Any], generation: int, now: datetime) -> Plan:

@@ -178,6 +178,15 @@ def test_manual_switchover_waits_for_the_approval_annotation(
     st = wait_for(lambda: (s := _status(api, ns)).get("switchover", {}).get("fencedAt") and s, timeout=20,
                   what="the fence after approval")
     assert next(c for c in st["conditions"] if c["type"] == "SwitchoverApproved")["status"] == "True"
+    # This tier has no database: the fence fails, and is retried every second. The copy never
+    # starts on a source whose fence is not confirmed (it would take writes the copy misses).
+    batch = kubernetes.client.BatchV1Api(api)
+    for _ in range(6):
+        time.sleep(1)
+        assert _read(lambda: batch.read_namespaced_job("m1-copy", ns)) is None
+        st = _status(api, ns)
+        assert st["phase"] == "SwitchingOver" and not st["switchover"].get("fenceConfirmedAt")
+    assert next(c for c in st["conditions"] if c["type"] == "Reconciling")["reason"] in ("Fencing", "Retrying")
 
 
 def _execute_past_the_check(api: kubernetes.client.ApiClient, ns: str) -> tuple[Any, Any]:

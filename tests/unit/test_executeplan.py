@@ -65,6 +65,11 @@ def merged(st: dict[str, Any], p: planner.Plan) -> dict[str, Any]:
     return {k: v for k, v in {**st, **p.status}.items() if v is not None}
 
 
+def fenced(st: dict[str, Any]) -> dict[str, Any]:
+    """The status after the FenceSource action succeeded."""
+    return merged(st, xp.after_fence(st, 1, NOW))
+
+
 LOGICAL_BLOCKER = {"severity": "blocker", "code": "no_primary_key", "object": "db.t", "appliesTo": "logical"}
 
 
@@ -194,6 +199,9 @@ def test_dump_path() -> None:
     assert ev.type == "Warning" and "grows with the data size" in ev.message
     assert p.status["switchover"]["fencedAt"] == "2026-03-01T12:00:00Z"
     st = merged(st, p)
+    assert step(st).action == xp.FenceSource(), "no copy before the fence is confirmed"
+    st = fenced(st)
+    assert st["switchover"]["fenceConfirmedAt"] == "2026-03-01T12:00:00Z"
     assert step(st).action == planner.CreateCopyJob("worker:18")
     # Writes are stopped: the copy shows how far it got (target bytes against the source's 1000).
     p = step(st, target=TargetObservation(FULL, 1, job=JobObservation(active=1), bytes_copied=250))
@@ -226,7 +234,7 @@ def test_a_big_dump_loads_without_wal_and_gets_it_back_before_the_repoint() -> N
         assert cond(p.status, "Reconciling")["reason"] == reason
     p = step(st, target=_server("minimal"), wal_free_min_bytes=1000)
     assert p.action == xp.FenceSource()
-    st = merged(st, p)
+    st = fenced(merged(st, p))
     assert step(st, target=_server("minimal"), wal_free_min_bytes=1000).action == planner.CreateCopyJob("worker:18")
     # Copied and verified: WAL back on (within the interruption), then the repoint.
     done = JobObservation(succeeded=True, result={"ok": True})
@@ -286,6 +294,27 @@ def test_a_dump_repoint_is_recorded_at_once_and_survives_a_lost_record() -> None
              source=moved, now=later)
     assert p.status["phase"] == "SwitchingOver" and p.status["switchover"]["pointOfNoReturnAt"]
     assert p.status["locked"] is True
+
+
+def test_a_dump_never_copies_before_its_fence_is_confirmed() -> None:
+    """fencedAt is recorded before the fence is made. A fence that failed (the source
+    unreachable for a moment) is retried, never skipped: a copy of a source still taking writes
+    would lose the writes after its snapshot at the repoint. One that keeps failing gives up and
+    resets the source (a partial fence may already refuse writes)."""
+    st = checked([LOGICAL_BLOCKER])
+    st = merged(st, step(st))
+    failed = planner.after_error(st, 1, NOW, "fence source", "connection refused")
+    st = merged(st, failed)
+    for later in (1, 30, xp.FENCE_SECONDS):
+        p = step(st, now=NOW + timedelta(seconds=later))
+        assert p.action == xp.FenceSource() and p.status["phase"] == "SwitchingOver"
+        assert cond(p.status, "Reconciling")["reason"] == "Fencing"
+    p = step(st, now=NOW + timedelta(seconds=xp.FENCE_SECONDS + 1))
+    assert p.action == xp.RestoreSource("1234abcd", "dump") and p.status["phase"] == "Failed"
+    assert cond(p.status, "Stalled")["reason"] == "FenceFailed"
+    assert "FenceFailed" in [e.reason for e in p.events if e.type == "Warning"]
+    # A copy Job that exists was started after a fence (by an operator from before the record).
+    assert step(st, job=JobObservation(active=1)).action is None
 
 
 def test_dump_copy_failure_unfences() -> None:
