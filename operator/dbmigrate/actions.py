@@ -276,6 +276,14 @@ async def restore_source(ctx: Context, action: xp.RestoreSource) -> None:
     from .engines.postgres import online
 
     await adopt_target(ctx)
+    if action.strategy == "dump":
+        # A copy Job still active (its pod could not start) would start copying later, when its
+        # image appears, from a source that serves writes again, for a Migration that failed.
+        # A finished one stays: its pod says why the copy failed.
+        job = await kube.read_job(ctx.ns, ctx.children["copyjob"])
+        if job is not None and job.active and await kube.delete_owned(ctx.ns, "Job", ctx.children["copyjob"],
+                                                                        ctx.uid):
+            ctx.logger.info("copy Job %s stopped", ctx.children["copyjob"])
     source, target, _ = await connections(ctx)
     if action.strategy == "logical":
         await asyncio.to_thread(online.cleanup, source, target, action.tag)

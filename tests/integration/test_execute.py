@@ -280,3 +280,42 @@ def test_deleting_a_migration_right_after_the_repoint_keeps_the_new_server(
     assert core.read_namespaced_service("pg", ns).spec.selector == TARGET_LABELS
     time.sleep(3)  # a garbage collector acting late would have acted by now
     assert _read(lambda: apps.read_namespaced_stateful_set("m1-target", ns)) is not None
+
+
+def test_a_dump_copy_that_cannot_start_is_stopped_when_the_writes_are_given_back(
+        operator: OperatorProcess, api: kubernetes.client.ApiClient, namespace: str) -> None:
+    """Strategy dump, the source fenced (the test confirms the fence, as the engine would: this
+    tier has no database), and the copy Job's pod cannot pull its image: the writes are given
+    back (CopyCannotStart) and the Job is deleted, so that it never starts copying, later, from a
+    source that serves writes again, for a Migration that failed."""
+    ns = namespace
+    batch, co = kubernetes.client.BatchV1Api(api), kubernetes.client.CustomObjectsApi(api)
+    core = kubernetes.client.CoreV1Api(api)
+    sources.create(api, ns, sources.statefulset(), sources.service(), sources.secret())
+    co.create_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, migration(
+        mode="execute", target={"version": "18"}, execute={"strategy": "dump"}))
+    _pod_ready(core, ns, "m1-target-0")
+    _wait_phase(api, ns, "Checking")
+    _pass_preflight(api, ns, lambda: (_status(api, ns).get("switchover") or {}).get("fencedAt"))
+
+    def confirmed_and_copying() -> Any:
+        sw = _status(api, ns).get("switchover") or {}
+        if not sw.get("fenceConfirmedAt"):
+            co.patch_namespaced_custom_object_status(GROUP, VERSION, ns, PLURAL, "m1", {"status": {
+                "switchover": {"fenceConfirmedAt": "2026-01-01T00:00:00Z"}}})
+        return _read(lambda: batch.read_namespaced_job("m1-copy", ns))
+
+    job = wait_for(confirmed_and_copying, timeout=30, what="the copy Job after the confirmed fence")
+    image = job.spec.template.spec.containers[0].image
+    pod = wait_for(lambda: core.list_namespaced_pod(ns, label_selector="job-name=m1-copy").items, what="copy pod")[0]
+    core.patch_namespaced_pod_status(pod.metadata.name, ns, {"status": {"containerStatuses": [{
+        "name": "copy", "image": image, "imageID": "", "ready": False, "restartCount": 0,
+        "state": {"waiting": {"reason": "ImagePullBackOff", "message": f'Back-off pulling image "{image}"'}}}]}})
+
+    st = _wait_phase(api, ns, "Failed", timeout=30)
+    assert next(c for c in st["conditions"] if c["type"] == "Stalled")["reason"] == "CopyCannotStart"
+    assert st["switchover"]["abortedAt"]  # the unfence itself fails here (no database) and is retried
+    wait_for(lambda: [e for e in core.list_namespaced_event(ns).items if e.reason == "CopyCannotStart"
+                      and "unfencing the source" in e.message], timeout=20, what="the CopyCannotStart event")
+    wait_for(lambda: (lambda j: j is None or j.metadata.deletion_timestamp is not None)(
+        _read(lambda: batch.read_namespaced_job("m1-copy", ns))), timeout=30, what="the copy Job stopped")
