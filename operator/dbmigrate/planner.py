@@ -565,6 +565,15 @@ def _smoke(b: _Builder, job: JobObservation | None, events: list[Event]) -> tupl
         if old is None or old["status"] != "False":
             events.append(Event("Warning", "SmokeTestFailed", msg))
         return False, None
+    why = job.pod_problem
+    if why is not None and why.needs_person:
+        # E.g. a ConfigMap name with a typo (CreateContainerConfigError): the pod would wait
+        # until the test's timeout, and then say only that the deadline passed.
+        msg = f"your smoke test cannot start: {why.message}"
+        b.set(cond.SMOKE_TEST, "Unknown", "SmokeTestCannotStart", f"{msg}; check spec.test.smokeTest")
+        if old is None or old.get("reason") != "SmokeTestCannotStart":
+            events.append(Event("Warning", "SmokeTestCannotStart", msg))
+        return False, None
     b.set(cond.SMOKE_TEST, "Unknown", "SmokeTestRunning", "your smoke test is running")
     return False, None
 

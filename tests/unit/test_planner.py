@@ -14,6 +14,7 @@ from dbmigrate.observed import (
     StatefulSetInfo,
     TargetObservation,
 )
+from dbmigrate.podstatus import PodProblem
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 IMAGES = {17: "registry.local/postgres:17", 18: "registry.local/postgres:18"}
@@ -351,6 +352,29 @@ def test_smoke_test_runs_after_ready_and_gates_the_guardrail() -> None:
     assert bad.status["phase"] == "Ready"  # the server is still there to investigate
     assert ("Warning", "SmokeTestFailed") in [(e.type, e.reason) for e in bad.events]
     assert "testPassedAt" not in bad.status
+
+
+def test_a_smoke_test_that_cannot_start_says_why_at_once() -> None:
+    """A ConfigMap name with a typo: the pod waits (CreateContainerConfigError) until the
+    test's timeout; the condition says the kubelet's reason now, with one Warning event."""
+    st, _ = _verified(SMOKE_SPEC)
+    why = PodProblem("CreateContainerConfigError", 'pod m1-smoke-x, container smoke: CreateContainerConfigError: '
+                     'configmap "checks" not found', "check the Secret or ConfigMap", needs_person=True)
+    job = JobObservation(active=1, pod_problem=why)
+    p = planner.plan(SMOKE_SPEC, st, 1, obs(), NOW, target=TargetObservation(FULL, 1, smoke_job=job), name="m1")
+    c = cond(p.status, "SmokeTestPassed")
+    assert c["status"] == "Unknown" and c["reason"] == "SmokeTestCannotStart"
+    assert c["message"] == ('your smoke test cannot start: pod m1-smoke-x, container smoke: '
+                            'CreateContainerConfigError: configmap "checks" not found; check spec.test.smokeTest')
+    assert p.action is None and p.status["phase"] == "Ready" and "testPassedAt" not in p.status
+    assert [(e.type, e.reason) for e in p.events] == [("Warning", "SmokeTestCannotStart")]
+    again = planner.plan(SMOKE_SPEC, {**st, **p.status}, 1, obs(), NOW,
+                         target=TargetObservation(FULL, 1, smoke_job=job), name="m1")
+    assert again.events == []  # once, not every reconcile
+    # Waiting for a node is no person's job: still running.
+    node = JobObservation(active=1, pod_problem=PodProblem("Unschedulable", "pod m1-smoke-x cannot be scheduled"))
+    p = planner.plan(SMOKE_SPEC, st, 1, obs(), NOW, target=TargetObservation(FULL, 1, smoke_job=node), name="m1")
+    assert cond(p.status, "SmokeTestPassed")["reason"] == "SmokeTestRunning"
 
 
 def test_merge_patch_removes_keys_dropped_from_nested_objects() -> None:
