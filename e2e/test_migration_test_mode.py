@@ -4,7 +4,8 @@ Steps:
   1. a PostgreSQL 15 StatefulSet (examples/source-pg15.yaml) with two databases of data, and a
      client pod writing to it continuously through its Service;
   2. a Migration mode=test to 17, applied like a user does (kubectl);
-  3. it becomes Ready: progress 100%, the copy verified by the engine's Job;
+  3. it becomes Ready: progress 100%, the copy verified by the engine's Job; its smoke test,
+     whose ConfigMap name has a typo, fails at once saying so;
   4. an independent check: a pod logs in to the address from status.testServer with the
      published Secret and finds the same rows (a snapshot: at least what existed before);
   5. the source kept taking writes throughout, and still serves them through its Service;
@@ -47,8 +48,11 @@ def test_test_migration_to_17_is_ready_and_holds_the_data(cluster: Kubectl, oper
                 "|| true; sleep 0.2; done")
     cluster.wait("pod/writer", "condition=Ready", ns, timeout=120)
 
-    # 2. the Migration, as a user applies it
-    cluster.apply((REPO / "examples/migration-test.yaml").read_text(), ns)
+    # 2. the Migration, as a user applies it, with a smoke test whose ConfigMap name has a typo
+    manifest = (REPO / "examples/migration-test.yaml").read_text()
+    assert "    ttl: 24h\n" in manifest
+    cluster.apply(manifest.replace("    ttl: 24h\n", "    ttl: 24h\n    smokeTest:\n"
+                                   "      sql: {configMapName: orders-chek, database: shop}\n"), ns)
 
     # 3. Ready
     deadline = time.monotonic() + 900
@@ -83,6 +87,19 @@ def test_test_migration_to_17_is_ready_and_holds_the_data(cluster: Kubectl, oper
                    "shop", image="postgres:17")
     count, max_id, version = row.split("|")
     assert (count, max_id) == ("5000", "5000") and version.startswith("17")
+
+    # The smoke test fails at once and says why (not "running" until its timeout).
+    deadline = time.monotonic() + 120
+    smoke: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        conds = cluster.json("-n", ns, "get", "mig", "pg-to-17")["status"]["conditions"]
+        smoke = next((c for c in conds if c["type"] == "SmokeTestPassed"), {})
+        if smoke.get("status") == "False":
+            break
+        time.sleep(2)
+    assert smoke.get("reason") == "SmokeTestFailed", smoke
+    assert 'ConfigMap "orders-chek" does not exist in this namespace' in smoke["message"], smoke
+    assert _status(cluster, ns, ".status.phase") == "Ready"  # the test server stays, to investigate
 
     # 5. the source kept taking writes through its Service, and still does
     before = int(psql(cluster, ns, "SELECT count(*) FROM ticks"))

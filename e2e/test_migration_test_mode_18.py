@@ -3,12 +3,13 @@
 Steps:
   1. a PostgreSQL 15 source with a database large enough for the copy to take a while, and the
      application writing through the Service `pg` the whole time;
-  2. a Migration mode=test to 18 with a 2 minute TTL;
+  2. a Migration mode=test to 18 with a 2 minute TTL and a smoke test (SQL from a ConfigMap);
   3. mid-copy (phase Copying, copy pod running, rows already on the target) the operator pod AND
      the copy pod are killed (force): the Job starts a new copy pod, which drops the half-copied
      database and copies it again; a fresh operator picks up from the cluster's state;
   4. Ready with the copy verified; exactly one of each child (no duplicates); an independent
-     client reads the same rows through the address and Secret published in status;
+     client reads the same rows through the address and Secret published in status; the
+     smoke test passes;
   5. at the TTL the test server goes (phase Expired) and nothing else: the source and the
      application carry on.
 """
@@ -35,8 +36,17 @@ from .workload import (
 
 pytestmark = pytest.mark.e2e
 NAME = "pg-test-18"
-MIGRATION = migration(NAME, "test", "18", test="{ttl: 2m}")
+MIGRATION = migration(NAME, "test", "18",
+                      test="{ttl: 2m, smokeTest: {sql: {configMapName: events-check, database: big}, timeout: 2m}}")
 ROWS = 1_500_000
+# The user's smoke test: every row is there (a division by zero fails it otherwise).
+SMOKE = f"""
+apiVersion: v1
+kind: ConfigMap
+metadata: {{name: events-check}}
+data:
+  smoke.sql: "SELECT 1 / (count(*) = {ROWS})::int FROM events;"
+"""
 LABEL = f"dbmigrate.dev/migration={NAME}"
 
 
@@ -55,7 +65,8 @@ def test_test_migration_to_18_resumes_after_a_crash_mid_copy_and_expires(
                       f"FROM generate_series(1, {ROWS}) g", "big", )
     start_writer(cluster, ns, password)
 
-    # 2. the Migration
+    # 2. the Migration, with its smoke test
+    cluster.apply(SMOKE, ns)
     cluster.apply(MIGRATION, ns)
 
     # 3. kill the operator and the copy pod once the copy is under way
@@ -81,7 +92,8 @@ def test_test_migration_to_18_resumes_after_a_crash_mid_copy_and_expires(
     assert obj["status"]["progress"]["percent"] == 100
     job = cluster.json("-n", ns, "get", "job", f"{NAME}-copy")
     assert job["status"].get("failed", 0) >= 1 and job["status"]["succeeded"] == 1  # the killed pod, then the redo
-    assert len(_names(cluster, ns, "statefulset")) == 1 and len(_names(cluster, ns, "job")) == 1
+    assert len(_names(cluster, ns, "statefulset")) == 1
+    assert [j for j in _names(cluster, ns, "job") if j.endswith("-copy")] == [f"job.batch/{NAME}-copy"]
     assert len(_names(cluster, ns, "service")) == 2 and len(_names(cluster, ns, "secret")) == 1
     ts = obj["status"]["testServer"]
     tpw = secret_value(cluster, ns, ts["credentialsSecretName"], "password")
@@ -90,6 +102,10 @@ def test_test_migration_to_18_resumes_after_a_crash_mid_copy_and_expires(
     count, size, version = got.split("|")
     assert int(count) == ROWS and int(size) == ROWS * 96 and version.startswith("18")
     before = int(psql(cluster, ns, "SELECT count(*) FROM acks", "shop"))
+    # The smoke test ran against the test server, in a restricted pod, and passed.
+    obj = wait_status(cluster, ns, NAME, "the smoke test's result",
+                      lambda o: condition(o, "SmokeTestPassed").get("status") in ("True", "False"), timeout=90)
+    assert condition(obj, "SmokeTestPassed")["status"] == "True", condition(obj, "SmokeTestPassed")
 
     # 5. expiry: the test server goes, the source stays and keeps taking writes
     obj = wait_status(cluster, ns, NAME, "Expired", lambda o: phase(o) == "Expired", timeout=300)

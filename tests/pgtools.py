@@ -185,13 +185,16 @@ class PgServer:
                 self.proc.kill()
                 self.proc.wait(10)
 
-    def stop(self) -> None:
+    def stop(self, *, remove: bool = True) -> None:
+        """Stop the server and, unless ``remove`` is false, delete its files (the caller then
+        deletes ``datadir.parent``)."""
         if self._stopped:
             return
         self._stopped = True
         _running.discard(self)
         self._shutdown()
-        shutil.rmtree(self.datadir.parent, ignore_errors=True)
+        if remove:
+            shutil.rmtree(self.datadir.parent, ignore_errors=True)
 
     def log(self) -> str:
         p = self.datadir / "server.log"

@@ -353,6 +353,10 @@ def _login_env(owner: Owner) -> list[dict[str, Any]]:
     ]
 
 
+# $1: the script's path, $2: what to say when it is not there (stderr: the termination message).
+_SMOKE_SCRIPT = 'if [ ! -r "$1" ]; then echo "$2" >&2; exit 1; fi; exec psql -X -v ON_ERROR_STOP=1 -f "$1"'
+
+
 def smoke_job(owner: Owner, spec: MigrationSpec, target_image: str,
               job_resources: dict[str, dict[str, str]] | None = None) -> dict[str, Any]:
     """The user's smoke test against the test server: their SQL script run by psql from the
@@ -369,7 +373,13 @@ def smoke_job(owner: Owner, spec: MigrationSpec, target_image: str,
             "automountServiceAccountToken": False,
             "containers": [{
                 "name": "smoke", "image": target_image, "imagePullPolicy": "IfNotPresent",
-                "command": ["psql", "-X", "-v", "ON_ERROR_STOP=1", "-f", f"/smoke/{smoke.key}"],
+                # The ConfigMap is mounted optional, so that a missing one (or key) fails the
+                # test at once with a message that says so: required, the pod would wait in
+                # ContainerCreating until the timeout, its status silent about why.
+                "command": ["sh", "-c", _SMOKE_SCRIPT, "smoke", f"/smoke/{smoke.key}",
+                            f'the smoke test\'s ConfigMap "{smoke.config_map}" does not exist in this '
+                            f'namespace or has no key "{smoke.key}": create it, or fix '
+                            f'spec.test.smokeTest.sql'],
                 "env": env,
                 "securityContext": restricted_container_security(),
                 "volumeMounts": [{"name": "smoke", "mountPath": "/smoke", "readOnly": True}],
@@ -377,7 +387,7 @@ def smoke_job(owner: Owner, spec: MigrationSpec, target_image: str,
                 "terminationMessagePolicy": "FallbackToLogsOnError",
                 **({"resources": _resources(job_resources)} if job_resources else {}),
             }],
-            "volumes": [{"name": "smoke", "configMap": {"name": smoke.config_map}}],
+            "volumes": [{"name": "smoke", "configMap": {"name": smoke.config_map, "optional": True}}],
         }
         template: dict[str, Any] = {"metadata": {"labels": labels(owner, "smoke-test")}, "spec": pod}
     else:

@@ -1,3 +1,4 @@
+import subprocess
 from typing import Any
 
 import pytest
@@ -131,8 +132,14 @@ def test_smoke_jobs_inject_the_login_by_reference() -> None:
     pod = job["spec"]["template"]["spec"]
     c = pod["containers"][0]
     assert c["resources"] == {"requests": {"cpu": "100m"}}
-    assert c["command"][-1] == "/smoke/a.sql" and c["image"] == "postgres:17"
-    assert pod["volumes"] == [{"name": "smoke", "configMap": {"name": "checks"}}]
+    assert c["command"][:2] == ["sh", "-c"] and c["command"][4] == "/smoke/a.sql" and c["image"] == "postgres:17"
+    assert pod["volumes"] == [{"name": "smoke", "configMap": {"name": "checks", "optional": True}}]
+    # A missing ConfigMap (mounted optional: an empty directory) or key fails at once, saying so.
+    done = subprocess.run([*c["command"][:3], "smoke", "/nonexistent/a.sql", c["command"][5]],
+                          capture_output=True, text=True, check=False)
+    assert done.returncode == 1 and done.stderr.strip() == (
+        'the smoke test\'s ConfigMap "checks" does not exist in this namespace or has no key "a.sql": '
+        'create it, or fix spec.test.smokeTest.sql')
     env = {e["name"]: e for e in c["env"]}
     assert env["PGHOST"]["value"] == "pg-to-17-target.customer-42.svc"
     assert env["PGPASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == "pg-to-17-target-credentials"
