@@ -13,11 +13,12 @@ big table with TOAST data; size DBMIGRATE_BENCH_MB, default 1024); then, each ag
 Where the data go: by default the system's temporary directory, a disk as a database has. On
 a tmpfs (DBMIGRATE_BENCH_DIR=/dev/shm) nothing waits for storage: pg_basebackup becomes a
 memory copy (500 MB/s here) and the comparison is one of CPU alone. Measured on this machine,
-both ways, in the closing notes. On a disk that test suites churn (thousands of files created
-and deleted a minute), ext4 scans the recently deleted inodes on every file it creates
-(kernel ``recently_deleted``, seen with ``perf record -a -g``): creating 2000 tables then
-took 7 s instead of 1.4 s, for every method alike; the copy hides it (it loads rows
-meanwhile), ``pg_dump | psql`` waits for it.
+both ways, in the closing notes. This machine's root filesystem is ext4 without a journal:
+there the kernel skips the inodes freed in the last 30 s when it creates a file, reading each
+candidate (``recently_deleted``, seen with ``perf record -a -g``), so right after thousands of
+deletions (a test suite, or the previous run's cleanup) creating 2000 tables took 7 s instead
+of 1.4 s, for every method alike. The benchmark therefore deletes the runs' files at its end
+(``LATER``), not between runs; run it on a quiet machine.
 """
 
 from __future__ import annotations
