@@ -18,7 +18,8 @@ there the kernel skips the inodes freed in the last 30 s when it creates a file,
 candidate (``recently_deleted``, seen with ``perf record -a -g``), so right after thousands of
 deletions (a test suite, or the previous run's cleanup) creating 2000 tables took 7 s instead
 of 1.4 s, for every method alike. The benchmark therefore deletes the runs' files at its end
-(``LATER``), not between runs; run it on a quiet machine.
+(``LATER``), not between runs, and writes each run's files out (sync) before the next
+starts; run it on a quiet machine.
 """
 
 from __future__ import annotations
@@ -52,8 +53,11 @@ LATER: list[Path] = []
 
 
 def later(server: PgServer) -> None:
+    """Stop a run's server, keep its files, and write them out now: left dirty, the kernel
+    would write them back during the next run."""
     server.stop(remove=False)
     LATER.append(server.datadir.parent)
+    os.sync()
 
 
 def bench_dir() -> str:
@@ -160,7 +164,9 @@ def run_basebackup(src: PgServer, work: Path) -> tuple[float, int]:
                    check=True, env={"PGPASSWORD": src.password, "PATH": "/usr/bin:/bin"})
     seconds = time.monotonic() - t0
     size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
-    return seconds, size  # removed with the rest at the end (see LATER)
+    LATER.append(out)
+    os.sync()
+    return seconds, size
 
 
 def main() -> None:
@@ -175,6 +181,7 @@ def main() -> None:
         all_bytes = int(str(src.scalar("SELECT sum(pg_database_size(oid)) FROM pg_database")))
         log(f"database {db_bytes / 2**20:.0f} MB, cluster {all_bytes / 2**20:.0f} MB")
         src.execute("CHECKPOINT")
+        os.sync()
 
         # Each method REPEAT times, interleaved; the best run of each counts (on a shared
         # machine the best is the one least disturbed by others).

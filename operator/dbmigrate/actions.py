@@ -105,7 +105,7 @@ async def perform(ctx: Context, action: object, obs: SourceObservation | None) -
     elif isinstance(action, xp.Switchover):
         return await switchover(ctx, action)
     elif isinstance(action, xp.Repoint):
-        await release_target(ctx)
+        await release_for_repoint(ctx)
         await kube.repoint_service(ctx.ns, ctx.spec.source.service_name, _target_labels(ctx))
         return xp.after_repoint(ctx.status, ctx.generation, datetime.now(UTC))
     elif isinstance(action, xp.SetTargetWal):
@@ -249,13 +249,8 @@ async def switchover(ctx: Context, action: xp.Switchover) -> planner.Plan:
     def repoint() -> None:
         kube.repoint_service_sync(ctx.ns, ctx.spec.source.service_name, labels)
 
-    # Before the writes stop, not after the repoint: from the repoint on, the new server is
-    # production, and deleting the Migration (a foreground deletion collects children at once)
-    # must not take it along. An abort gives it back to the Migration.
-    await release_target(ctx)
-    if await kube.being_deleted(ctx.ns, "StatefulSet", ctx.children["statefulset"]):
-        # A foreground deletion of the Migration got to it first: never repoint onto it.
-        raise RuntimeError(f"the new server's StatefulSet {ctx.children['statefulset']} is being deleted")
+    # Before the writes stop, not after the repoint. An abort gives it back to the Migration.
+    await release_for_repoint(ctx)
     try:
         seconds = await asyncio.to_thread(online.switchover, source, target, action.tag, repoint,
                                           action.max_write_downtime)
@@ -301,6 +296,16 @@ async def release_target(ctx: Context) -> None:
     for kind, key in NEW_SERVER:
         if await kube.release_owned(ctx.ns, kind, ctx.children[key], ctx.uid):
             ctx.logger.info("%s %s now outlives the Migration", kind, ctx.children[key])
+
+
+async def release_for_repoint(ctx: Context) -> None:
+    """From the repoint on, the new server is production: deleting the Migration (a
+    foreground deletion collects children at once, while the finalizer runs) must not take it
+    along. So it is released before; and never repointed onto if the garbage collector got to
+    it first."""
+    await release_target(ctx)
+    if await kube.being_deleted(ctx.ns, "StatefulSet", ctx.children["statefulset"]):
+        raise RuntimeError(f"the new server's StatefulSet {ctx.children['statefulset']} is being deleted")
 
 
 async def adopt_target(ctx: Context) -> None:
