@@ -319,3 +319,51 @@ def test_a_dump_copy_that_cannot_start_is_stopped_when_the_writes_are_given_back
                       and "unfencing the source" in e.message], timeout=20, what="the CopyCannotStart event")
     wait_for(lambda: (lambda j: j is None or j.metadata.deletion_timestamp is not None)(
         _read(lambda: batch.read_namespaced_job("m1-copy", ns))), timeout=30, what="the copy Job stopped")
+
+
+def test_a_dump_never_repoints_onto_a_new_server_being_deleted(
+        operator: OperatorProcess, api: kubernetes.client.ApiClient, namespace: str) -> None:
+    """Copied and verified, the repoint is next; but the garbage collector got to the new server
+    first (a foreground deletion of the Migration; here a deletion held by a finalizer of the
+    test's). The operator refuses to point the Service at it: applications stay on the source."""
+    ns = namespace
+    apps, batch = kubernetes.client.AppsV1Api(api), kubernetes.client.BatchV1Api(api)
+    co, core = kubernetes.client.CustomObjectsApi(api), kubernetes.client.CoreV1Api(api)
+    sources.create(api, ns, sources.statefulset(), sources.service(), sources.secret())
+    co.create_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, migration(
+        mode="execute", target={"version": "18"}, execute={"strategy": "dump"}))
+    _pod_ready(core, ns, "m1-target-0")
+    _wait_phase(api, ns, "Checking")
+    _pass_preflight(api, ns, lambda: (_status(api, ns).get("switchover") or {}).get("fencedAt"))
+    # The new server is being deleted, held by a finalizer (removed at the end).
+    apps.patch_namespaced_stateful_set("m1-target", ns, {"metadata": {"finalizers": ["test.dbmigrate.dev/hold"]}})
+    apps.delete_namespaced_stateful_set("m1-target", ns)
+    try:
+        def confirmed_and_copying() -> Any:
+            if not (_status(api, ns).get("switchover") or {}).get("fenceConfirmedAt"):
+                co.patch_namespaced_custom_object_status(GROUP, VERSION, ns, PLURAL, "m1", {"status": {
+                    "switchover": {"fenceConfirmedAt": "2026-01-01T00:00:00Z"}}})
+            return _read(lambda: batch.read_namespaced_job("m1-copy", ns))
+
+        job = wait_for(confirmed_and_copying, timeout=30, what="the copy Job after the confirmed fence")
+        pod = wait_for(lambda: core.list_namespaced_pod(ns, label_selector="job-name=m1-copy").items,
+                       what="copy pod")[0]
+        result = '{"ok":true,"bytes":1000,"seconds":1.0,"databases":1,"diff":"no differences"}'
+        core.patch_namespaced_pod_status(pod.metadata.name, ns, {"status": {
+            "phase": "Succeeded", "conditions": [{"type": "Ready", "status": "False"}],
+            "containerStatuses": [{"name": "copy", "ready": False, "restartCount": 0,
+                                   "image": job.spec.template.spec.containers[0].image, "imageID": "",
+                                   "state": {"terminated": {"exitCode": 0, "reason": "Completed",
+                                                            "message": result}}}]}})
+        def refused() -> dict[str, Any] | None:
+            st = _status(api, ns)
+            return st if "is being deleted" in st.get("message", "") else None
+
+        st = wait_for(refused, timeout=60, what="the refused repoint")
+        assert st["message"].startswith("repoint failed: the new server's StatefulSet m1-target is being deleted")
+        for _ in range(5):  # retried, and refused, every second
+            assert core.read_namespaced_service("pg", ns).spec.selector == {"app": "pg"}
+            assert not (_status(api, ns).get("switchover") or {}).get("pointOfNoReturnAt")
+            time.sleep(1)
+    finally:
+        apps.patch_namespaced_stateful_set("m1-target", ns, {"metadata": {"finalizers": None}})
