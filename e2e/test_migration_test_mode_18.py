@@ -75,7 +75,9 @@ def test_test_migration_to_18_resumes_after_a_crash_mid_copy_and_expires(
     while True:
         pods = cluster.run("-n", ns, "get", "pods", "-l", f"job-name={NAME}-copy",
                            "--field-selector=status.phase=Running", "-o", "name").split()
-        copied = (psql(cluster, ns, "SELECT count(*) FROM pg_database WHERE datname = 'big'",
+        # template1: the copy drops and recreates the target's 'postgres' database meanwhile
+        # (databases are copied side by side).
+        copied = (psql(cluster, ns, "SELECT count(*) FROM pg_database WHERE datname = 'big'", "template1",
                        pod=f"{NAME}-target-0") == "1")
         if pods and copied:
             break
