@@ -389,30 +389,48 @@ def _read_patch(namespace: str, kind: str, name: str) -> tuple[Callable[[], Any]
     return apis[kind]
 
 
-async def release_owned(namespace: str, kind: str, name: str, owner_uid: str) -> bool:
-    """Drop the Migration's ownerReference from a child it controls, so that deleting the
-    Migration no longer deletes it (the new production server after an execute)."""
+async def _rewrite_owners(namespace: str, kind: str, name: str,
+                          owners: Callable[[list[dict[str, Any]]], list[dict[str, Any]] | None],
+                          retention: dict[str, str]) -> bool:
+    """Replace a child's ownerReferences with ``owners(current)`` (None: leave it as it is),
+    and a StatefulSet's volume retention with ``retention``. True when it changed."""
     read, patch = _read_patch(namespace, kind, name)
 
     def run() -> bool:
         obj = _or_none(read)
         if obj is None:
             return False
-        refs = obj.metadata.owner_references or []
-        keep = [r for r in refs if r.uid != owner_uid]
-        if len(keep) == len(refs):
+        new = owners([_api().sanitize_for_serialization(r) for r in obj.metadata.owner_references or []])
+        if new is None:
             return False
         body: Any = [{"op": "test", "path": "/metadata/uid", "value": obj.metadata.uid},
-                     {"op": "replace", "path": "/metadata/ownerReferences",
-                      "value": [_api().sanitize_for_serialization(r) for r in keep]}]
+                     {"op": "replace", "path": "/metadata/ownerReferences", "value": new}]
         if kind == "StatefulSet":
-            # The new server's volume must survive the StatefulSet (it is production data now).
-            body.append({"op": "replace", "path": "/spec/persistentVolumeClaimRetentionPolicy",
-                         "value": {"whenDeleted": "Retain", "whenScaled": "Retain"}})
+            body.append({"op": "replace", "path": "/spec/persistentVolumeClaimRetentionPolicy", "value": retention})
         patch(name, namespace, body)
         return True
 
     return await _call(run)
+
+
+async def release_owned(namespace: str, kind: str, name: str, owner_uid: str) -> bool:
+    """Drop the Migration's ownerReference from a child it controls, so that deleting the
+    Migration no longer deletes it (the new production server after an execute), and keep a
+    StatefulSet's volume should it ever be deleted (production data now)."""
+    def without(refs: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
+        keep = [r for r in refs if r.get("uid") != owner_uid]
+        return keep if len(keep) < len(refs) else None
+
+    return await _rewrite_owners(namespace, kind, name, without, {"whenDeleted": "Retain", "whenScaled": "Retain"})
+
+
+async def adopt_owned(namespace: str, kind: str, name: str, owner_ref: dict[str, Any]) -> bool:
+    """Undo ``release_owned`` (a switchover that released the new server did not go through):
+    the child belongs to the Migration again, and goes with it."""
+    def with_owner(refs: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
+        return None if any(r.get("uid") == owner_ref["uid"] for r in refs) else [*refs, owner_ref]
+
+    return await _rewrite_owners(namespace, kind, name, with_owner, dict(resources.TARGET_PVC_RETENTION))
 
 
 async def being_deleted(namespace: str, kind: str, name: str) -> bool:
@@ -420,30 +438,6 @@ async def being_deleted(namespace: str, kind: str, name: str) -> bool:
     read, _ = _read_patch(namespace, kind, name)
     obj: Any = await _call(lambda: _or_none(read))
     return obj is None or obj.metadata.deletion_timestamp is not None
-
-
-async def adopt_owned(namespace: str, kind: str, name: str, owner_ref: dict[str, Any]) -> bool:
-    """Undo ``release_owned`` (a switchover that released the new server did not go through):
-    the child belongs to the Migration again, and goes with it. True when this call changed it."""
-    read, patch = _read_patch(namespace, kind, name)
-
-    def run() -> bool:
-        obj = _or_none(read)
-        if obj is None:
-            return False
-        refs = obj.metadata.owner_references or []
-        if any(r.uid == owner_ref["uid"] for r in refs):
-            return False
-        body: Any = [{"op": "test", "path": "/metadata/uid", "value": obj.metadata.uid},
-                     {"op": "replace", "path": "/metadata/ownerReferences",
-                      "value": [_api().sanitize_for_serialization(r) for r in refs] + [owner_ref]}]
-        if kind == "StatefulSet":
-            body.append({"op": "replace", "path": "/spec/persistentVolumeClaimRetentionPolicy",
-                         "value": resources.TARGET_PVC_RETENTION})
-        patch(name, namespace, body)
-        return True
-
-    return await _call(run)
 
 
 async def list_peers(namespace: str) -> list[PeerMigration]:

@@ -228,10 +228,13 @@ def test_switchover_interrupted_before_the_repoint_is_rolled_back(
         "SwitchoverRecovered", "StartingReplication", "Retrying")
     assert not st.get("switchover") and st.get("locked") is not True
     assert core.read_namespaced_service("pg", ns).spec.selector == {"app": "pg"}
-    sts = apps.read_namespaced_stateful_set("m1-target", ns)
+    # The status is written before the recovery acts: wait for it.
+    sts = wait_for(lambda: (s := apps.read_namespaced_stateful_set("m1-target", ns)).metadata.owner_references
+                   and s, timeout=20, what="the new server given back to the Migration")
     assert [(r.uid, r.controller) for r in sts.metadata.owner_references] == [(uid, True)]
     assert sts.spec.persistent_volume_claim_retention_policy.when_deleted == "Delete"
-    secret = core.read_namespaced_secret("m1-target-credentials", ns)
+    secret = wait_for(lambda: (s := core.read_namespaced_secret("m1-target-credentials", ns)).metadata.owner_references
+                      and s, timeout=20, what="the Secret given back")
     assert [r.uid for r in secret.metadata.owner_references] == [uid]
 
 
@@ -289,23 +292,8 @@ def test_a_dump_copy_that_cannot_start_is_stopped_when_the_writes_are_given_back
     back (CopyCannotStart) and the Job is deleted, so that it never starts copying, later, from a
     source that serves writes again, for a Migration that failed."""
     ns = namespace
-    batch, co = kubernetes.client.BatchV1Api(api), kubernetes.client.CustomObjectsApi(api)
-    core = kubernetes.client.CoreV1Api(api)
-    sources.create(api, ns, sources.statefulset(), sources.service(), sources.secret())
-    co.create_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, migration(
-        mode="execute", target={"version": "18"}, execute={"strategy": "dump"}))
-    _pod_ready(core, ns, "m1-target-0")
-    _wait_phase(api, ns, "Checking")
-    _pass_preflight(api, ns, lambda: (_status(api, ns).get("switchover") or {}).get("fencedAt"))
-
-    def confirmed_and_copying() -> Any:
-        sw = _status(api, ns).get("switchover") or {}
-        if not sw.get("fenceConfirmedAt"):
-            co.patch_namespaced_custom_object_status(GROUP, VERSION, ns, PLURAL, "m1", {"status": {
-                "switchover": {"fenceConfirmedAt": "2026-01-01T00:00:00Z"}}})
-        return _read(lambda: batch.read_namespaced_job("m1-copy", ns))
-
-    job = wait_for(confirmed_and_copying, timeout=30, what="the copy Job after the confirmed fence")
+    batch, core = kubernetes.client.BatchV1Api(api), kubernetes.client.CoreV1Api(api)
+    job = _dump_fenced_and_copying(api, ns)
     image = job.spec.template.spec.containers[0].image
     pod = wait_for(lambda: core.list_namespaced_pod(ns, label_selector="job-name=m1-copy").items, what="copy pod")[0]
     core.patch_namespaced_pod_status(pod.metadata.name, ns, {"status": {"containerStatuses": [{
@@ -327,25 +315,14 @@ def test_a_dump_never_repoints_onto_a_new_server_being_deleted(
     first (a foreground deletion of the Migration; here a deletion held by a finalizer of the
     test's). The operator refuses to point the Service at it: applications stay on the source."""
     ns = namespace
-    apps, batch = kubernetes.client.AppsV1Api(api), kubernetes.client.BatchV1Api(api)
-    co, core = kubernetes.client.CustomObjectsApi(api), kubernetes.client.CoreV1Api(api)
-    sources.create(api, ns, sources.statefulset(), sources.service(), sources.secret())
-    co.create_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, migration(
-        mode="execute", target={"version": "18"}, execute={"strategy": "dump"}))
-    _pod_ready(core, ns, "m1-target-0")
-    _wait_phase(api, ns, "Checking")
-    _pass_preflight(api, ns, lambda: (_status(api, ns).get("switchover") or {}).get("fencedAt"))
-    # The new server is being deleted, held by a finalizer (removed at the end).
-    apps.patch_namespaced_stateful_set("m1-target", ns, {"metadata": {"finalizers": ["test.dbmigrate.dev/hold"]}})
-    apps.delete_namespaced_stateful_set("m1-target", ns)
-    try:
-        def confirmed_and_copying() -> Any:
-            if not (_status(api, ns).get("switchover") or {}).get("fenceConfirmedAt"):
-                co.patch_namespaced_custom_object_status(GROUP, VERSION, ns, PLURAL, "m1", {"status": {
-                    "switchover": {"fenceConfirmedAt": "2026-01-01T00:00:00Z"}}})
-            return _read(lambda: batch.read_namespaced_job("m1-copy", ns))
+    apps, core = kubernetes.client.AppsV1Api(api), kubernetes.client.CoreV1Api(api)
 
-        job = wait_for(confirmed_and_copying, timeout=30, what="the copy Job after the confirmed fence")
+    def being_deleted() -> None:  # held by a finalizer (removed at the end)
+        apps.patch_namespaced_stateful_set("m1-target", ns, {"metadata": {"finalizers": ["test.dbmigrate.dev/hold"]}})
+        apps.delete_namespaced_stateful_set("m1-target", ns)
+
+    try:
+        job = _dump_fenced_and_copying(api, ns, before_copy=being_deleted)
         pod = wait_for(lambda: core.list_namespaced_pod(ns, label_selector="job-name=m1-copy").items,
                        what="copy pod")[0]
         result = '{"ok":true,"bytes":1000,"seconds":1.0,"databases":1,"diff":"no differences"}'
@@ -367,3 +344,27 @@ def test_a_dump_never_repoints_onto_a_new_server_being_deleted(
             time.sleep(1)
     finally:
         apps.patch_namespaced_stateful_set("m1-target", ns, {"metadata": {"finalizers": None}})
+
+
+def _dump_fenced_and_copying(api: kubernetes.client.ApiClient, ns: str,
+                             before_copy: Any = None) -> Any:
+    """An execute with strategy dump, fenced (the fence confirmed as the engine would: this tier
+    has no database) and its copy Job created; returns the Job."""
+    batch, co = kubernetes.client.BatchV1Api(api), kubernetes.client.CustomObjectsApi(api)
+    core = kubernetes.client.CoreV1Api(api)
+    sources.create(api, ns, sources.statefulset(), sources.service(), sources.secret())
+    co.create_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, migration(
+        mode="execute", target={"version": "18"}, execute={"strategy": "dump"}))
+    _pod_ready(core, ns, "m1-target-0")
+    _wait_phase(api, ns, "Checking")
+    _pass_preflight(api, ns, lambda: (_status(api, ns).get("switchover") or {}).get("fencedAt"))
+    if before_copy is not None:
+        before_copy()
+
+    def confirmed_and_copying() -> Any:
+        if not (_status(api, ns).get("switchover") or {}).get("fenceConfirmedAt"):
+            co.patch_namespaced_custom_object_status(GROUP, VERSION, ns, PLURAL, "m1", {"status": {
+                "switchover": {"fenceConfirmedAt": "2026-01-01T00:00:00Z"}}})
+        return _read(lambda: batch.read_namespaced_job("m1-copy", ns))
+
+    return wait_for(confirmed_and_copying, timeout=30, what="the copy Job after the confirmed fence")
