@@ -5,8 +5,9 @@ Steps:
   2. on the target, create the bookkeeping database ``_dbmigrate`` and its ``copy_state``;
   3. roles, memberships and role settings: the TARGET's ``pg_dumpall --roles-only`` against
      the source, made re-runnable (``roles.rewrite``), applied with psql in one transaction;
-  4. each database not yet marked done: drop whatever a previous attempt left (a half-restored
-     database is redone, never merged), then, all as of one exported source snapshot:
+  4. each database not yet marked done, two at a time, biggest first (``lanes``): drop whatever
+     a previous attempt left (a half-restored database is redone, never merged), then, all as
+     of one exported source snapshot:
      a. the TARGET's ``pg_dump -Fd`` of everything but table rows (schema, sequence values,
         large objects, materialized view refreshes);
      b. its pre-data section as a filtered script (predata.py): CREATE DATABASE with the
