@@ -339,8 +339,7 @@ def _dump(b: _Builder, t: TargetObservation, x: ExecuteObservation, sw: dict[str
                       "fix the operator's configuration; the source was not touched")
             return b.plan()
         b.status["switchover"] = {"fencedAt": cond.rfc3339(b.now), "previousSelector": dict(x.service_selector)}
-        b.progressing("SwitchingOver", "Fencing", "strategy dump: stopping writes on the source for the copy")
-        return b.plan(FenceSource())
+        return _fence(b)
     if not sw.get("fenceConfirmedAt") and t.job is None:
         # fencedAt is written before the fence is made: a fence that failed (the source
         # unreachable for a moment) would otherwise let the copy run while writes go on, and
@@ -350,8 +349,7 @@ def _dump(b: _Builder, t: TargetObservation, x: ExecuteObservation, sw: dict[str
             return _give_writes_back(b, tag, "FenceFailed",
                                      f"the source could not be fenced within {FENCE_SECONDS} s",
                                      "check that the operator reaches the source (the events say why)")
-        b.progressing("SwitchingOver", "Fencing", "strategy dump: stopping writes on the source for the copy")
-        return b.plan(FenceSource())
+        return _fence(b)
     if t.job is None or not t.job.succeeded:
         return _dump_copying(b, t, t.job, sw, worker_image, tag)
     b.status["progress"] = copied_all(b.old)
@@ -369,6 +367,12 @@ def _dump(b: _Builder, t: TargetObservation, x: ExecuteObservation, sw: dict[str
         return _dump_restarting(b, t, sw, tag)
     b.progressing("SwitchingOver", "Repointing", "the copy is verified: pointing the Service at the new server")
     return b.plan(Repoint())
+
+
+def _fence(b: _Builder) -> Plan:
+    """Stop writes on the source (again, while the fence is not confirmed)."""
+    b.progressing("SwitchingOver", "Fencing", "strategy dump: stopping writes on the source for the copy")
+    return b.plan(FenceSource())
 
 
 def _give_writes_back(b: _Builder, tag: str, reason: str, why: str, hint: str) -> Plan:

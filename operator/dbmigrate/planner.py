@@ -567,8 +567,9 @@ def _smoke(b: _Builder, job: JobObservation | None, events: list[Event]) -> tupl
         return False, None
     why = job.pod_problem
     if why is not None and why.needs_person:
-        # E.g. a ConfigMap name with a typo (CreateContainerConfigError): the pod would wait
-        # until the test's timeout, and then say only that the deadline passed.
+        # E.g. your template's image cannot be pulled, or a Secret it refers to is missing
+        # (CreateContainerConfigError): the pod would wait until the test's timeout, and then
+        # say only that the deadline passed. (A missing ConfigMap of the SQL mode fails at once.)
         msg = f"your smoke test cannot start: {why.message}"
         b.set(cond.SMOKE_TEST, "Unknown", "SmokeTestCannotStart", f"{msg}; check spec.test.smokeTest")
         if old is None or old.get("reason") != "SmokeTestCannotStart":
