@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import dataclasses
+import threading
+import time
 from pathlib import Path
 
 import psycopg
 import pytest
 
 import realistic
-from dbmigrate.engines.base import Progress
+from dbmigrate.engines.base import Progress, Severity
+from dbmigrate.engines.postgres.budget import TooFewConnections, per_lane
+from dbmigrate.engines.postgres.checks import TargetInfo, check
 from dbmigrate.engines.postgres.copy import CopyOptions, snapshot_copy
 from dbmigrate.engines.postgres.verify import VerifyOptions, verify
 from pgtools import PgServer, StartServer
+
+_CLIENTS = "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'"
 
 
 def _opts(tmp_path: Path, target: PgServer) -> CopyOptions:
@@ -263,3 +269,59 @@ CREATE INDEX t_looked_up ON t (looked_up(id));""")
     opts = dataclasses.replace(_opts(tmp_path, tgt), early_index_bytes=0)
     with pytest.raises(Exception, match='relation "lookup" does not exist'):
         snapshot_copy(src.ci(), tgt.ci(), opts)
+
+
+def test_the_copy_fits_in_the_sources_free_connections_and_leaves_half_to_the_applications(
+        pg_factory: StartServer, tmp_path: Path) -> None:
+    """A server with max_connections 10 (3 reserved): unlimited, the copy's 2 databases side
+    by side with 4 workers each would want about 20 sessions. It must take at most half of
+    the free ones, verify clean, and leave room for an application to log in throughout."""
+    src, tgt = pg_factory(15, {"max_connections": "10"}), pg_factory(18)
+    realistic.load(src)
+    baseline = int(str(src.scalar(_CLIENTS)))
+    peak = [0]
+    app_refused: list[str] = []
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.is_set():
+            try:  # an application logging in, as it would while the copy runs
+                with psycopg.connect(src.dsn()) as conn:
+                    row = conn.execute(_CLIENTS).fetchone()
+                    assert row is not None
+                    peak[0] = max(peak[0], int(row[0]) - 1)  # not counting itself
+            except psycopg.OperationalError as e:
+                app_refused.append(str(e))
+            time.sleep(0.01)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        result = snapshot_copy(src.ci(), tgt.ci(), dataclasses.replace(
+            _opts(tmp_path, tgt), jobs=4, lanes=2, verify=VerifyOptions()))
+    finally:
+        stop.set()
+        watcher.join()
+    assert result.diff.clean, result.diff.summary(20)
+    # 10 - 3 reserved - 1 (the budget's own query) = 6 free: half is 3, the minimum 4.
+    assert (result.lanes, result.jobs) == (1, 1)
+    assert not app_refused
+    assert peak[0] - baseline <= per_lane(1), f"the copy held {peak[0] - baseline} sessions"
+
+
+def test_a_source_without_room_refuses_the_copy_before_the_target_is_touched(
+        pg_factory: StartServer, tmp_path: Path) -> None:
+    src, tgt = pg_factory(15, {"max_connections": "10"}), pg_factory(18)
+    held = [psycopg.connect(src.dsn()) for _ in range(4)]
+    try:
+        with pytest.raises(TooFewConnections, match=r"accepts \d more connections .*max_connections 10"):
+            snapshot_copy(src.ci(), tgt.ci(), _opts(tmp_path, tgt))
+        [finding] = [f for f in check(src.ci(), TargetInfo(major=18)) if f.code == "FEW_CONNECTIONS"]
+        assert finding.severity is Severity.WARNING and "would be refused now" in finding.message
+    finally:
+        for c in held:
+            c.close()
+    assert tgt.scalar("SELECT count(*) FROM pg_database WHERE datname = '_dbmigrate'") == 0
+    # With the sessions gone there is room for one worker, and the check says so.
+    [finding] = [f for f in check(src.ci(), TargetInfo(major=18)) if f.code == "FEW_CONNECTIONS"]
+    assert "single worker" in finding.message

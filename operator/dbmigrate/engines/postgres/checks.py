@@ -4,7 +4,8 @@ Steps: take the source inventory; learn what the target offers (from a running t
 server, or from a target image's extension directory); then each check adds findings:
 version order, reserved names, extensions, OID-typed columns, collations/ICU/locales,
 online-strategy requirements (keys, unlogged tables, large objects, wal_level, slots,
-senders), and the curated release-note incompatibilities (``incompat``).
+senders), the curated release-note incompatibilities (``incompat``), and the free client
+connections the copy needs (``budget``).
 
 Nothing here writes to the source.
 """
@@ -19,10 +20,11 @@ import psycopg
 
 from ..base import Finding, Severity
 from . import checks_sql as q
+from .budget import MINIMUM, Slots
 from .conninfo import ConnInfo
 from .db import Row, connect, fetch, fetch_one
 from .incompat import applicable
-from .inventory import Inventory, collect
+from .inventory import Inventory, collect, connection_slots
 
 STATE_DB = "_dbmigrate"  # the copy's bookkeeping database on the target (see copy.py)
 
@@ -93,7 +95,22 @@ def check(source: ConnInfo, target: TargetInfo, *, inventory: Inventory | None =
     findings += _online(source, inv)
     findings += _incompat(source, inv, target)
     findings += _md5_logins(source, target)
+    findings += _connections(connection_slots(source))
     return findings
+
+
+def _connections(slots: Slots) -> list[Finding]:
+    """The copy takes at most half of the free client slots (budget.py), one worker needs
+    ``MINIMUM``: below twice that it runs with one worker, below ``MINIMUM`` it is refused."""
+    if slots.free >= 2 * MINIMUM:
+        return []
+    then = ("the copy would be refused now" if slots.free < MINIMUM
+            else "the copy would run with a single worker")
+    return [_f(Severity.WARNING, "FEW_CONNECTIONS", "max_connections",
+               f"the source accepts {slots.free} more connections ({slots.describe()}); the copy "
+               f"takes at most half of the free ones and needs at least {MINIMUM}: {then}",
+               f"raise max_connections (a restart) or end idle sessions, to leave at least "
+               f"{2 * MINIMUM} free", "all")]
 
 
 def _version(inv: Inventory, t: TargetInfo) -> list[Finding]:

@@ -1,6 +1,7 @@
 """Snapshot copy of a whole server (test mode and the offline ``dump`` strategy).
 
 Steps:
+  0. size the parallelism to the source's free connections (budget.py: refused if none fit);
   1. inventory the source (databases, tables and their sizes, for progress);
   2. on the target, create the bookkeeping database ``_dbmigrate`` and its ``copy_state``;
   3. roles, memberships and role settings: the TARGET's ``pg_dumpall --roles-only`` against
@@ -46,10 +47,11 @@ from psycopg.types.json import Jsonb
 from ..base import Progress, ProgressCallback, VerificationDiff
 from . import commands, schema_load
 from . import copy_sql as q
+from .budget import SHARE, Parallelism, fit
 from .checks import STATE_DB
 from .conninfo import ConnInfo
 from .db import connect, execute, fetch, fetch_one
-from .inventory import Database, Inventory, Table, collect
+from .inventory import Database, Inventory, Table, collect, connection_slots
 from .postdata import EarlyIndexes, table_keys
 from .postdata_plan import per_table, without
 from .predata import CANDIDATES, filter_script, split_create
@@ -87,6 +89,11 @@ class CopyOptions:
     jobs: int = field(default_factory=lambda: 2 * (os.cpu_count() or 1))
     # Databases copied side by side (biggest first), each with ``jobs`` row workers.
     lanes: int = 2
+    # The share of the source's free connection slots the copy may take (budget.py): fewer
+    # lanes, then fewer row workers, when ``lanes`` x ``jobs`` would take more. None: no limit.
+    source_share: float | None = SHARE
+    # Row workers and pg_dump jobs against the source (None: ``jobs``); set from the budget.
+    source_jobs: int | None = None
     schema_only: bool = False         # the online strategy: tables are filled by replication
     # "stream": rows piped source -> target by parallel COPY (stream.py), the rest through
     # pg_dump/pg_restore; "dump": everything through pg_dump -Fd -j / pg_restore -j.
@@ -114,6 +121,8 @@ class CopyResult:
     databases: dict[str, float] = field(default_factory=dict)  # name -> seconds (0: already done)
     bytes_total: int = 0
     seconds: float = 0.0
+    lanes: int = 0                    # databases copied side by side, and row workers each:
+    jobs: int = 0                     # what the source's free connections allowed
     # Per-database verification (CopyOptions.verify) of the databases copied by this run.
     diff: VerificationDiff = field(default_factory=VerificationDiff)
 
@@ -122,6 +131,8 @@ def snapshot_copy(source: ConnInfo, target: ConnInfo, opts: CopyOptions,
                   progress: ProgressCallback | None = None,
                   inventory: Inventory | None = None) -> CopyResult:
     started = time.monotonic()
+    # First: a source without room for the copy is refused before the target is touched.
+    opts = _within_budget(source, opts)
     with ThreadPoolExecutor(1, thread_name_prefix="state") as side:
         # The target's bookkeeping database is created while the source is inventoried.
         state = side.submit(_prepare_state, target)
@@ -137,7 +148,8 @@ def snapshot_copy(source: ConnInfo, target: ConnInfo, opts: CopyOptions,
         copy_roles(source, target, opts)
         _mark(target, "roles", None)
 
-    result = CopyResult(bytes_total=tally.prog.bytes_total)
+    result = CopyResult(bytes_total=tally.prog.bytes_total, lanes=opts.lanes,
+                        jobs=_source_jobs(opts))
     unknown = unknown_column_options(target)
     todo = []
     for d in inv.databases:
@@ -181,6 +193,25 @@ def snapshot_copy(source: ConnInfo, target: ConnInfo, opts: CopyOptions,
     finish(target)
     result.seconds = time.monotonic() - started
     return result
+
+
+def _within_budget(source: ConnInfo, opts: CopyOptions) -> CopyOptions:
+    """``opts`` with as many lanes and source jobs as the source's free connections allow
+    (budget.py); raises ``budget.TooFewConnections`` when not even one job fits."""
+    if opts.source_share is None:
+        return opts
+    slots = connection_slots(source)
+    wanted = Parallelism(opts.lanes, _source_jobs(opts))
+    got = fit(slots, wanted.lanes, wanted.jobs, share=opts.source_share)
+    if got != wanted:
+        log.warning("the source accepts %d more connections (%s): copying %d database(s) at a "
+                    "time with %d row workers each, instead of %d with %d", slots.free,
+                    slots.describe(), got.lanes, got.jobs, wanted.lanes, wanted.jobs)
+    return dataclasses.replace(opts, lanes=got.lanes, source_jobs=got.jobs)
+
+
+def _source_jobs(opts: CopyOptions) -> int:
+    return opts.source_jobs or opts.jobs
 
 
 class _SizeBook:
@@ -323,7 +354,7 @@ def _copy_streamed(source: ConnInfo, target: ConnInfo, dbname: str, dumpdir: Pat
         creator = threading.Thread(target=create_schema, name="schema")
         creator.start()
         try:
-            stream(source, target, dbname, snap.id, todo, opts.jobs, done, bindir=opts.bindir,
+            stream(source, target, dbname, snap.id, todo, _source_jobs(opts), done, bindir=opts.bindir,
                    toast_compression=toast, chunk_bytes=opts.chunk_bytes,
                    pipe_bytes=opts.pipe_bytes, release=release, split_bytes=split_bytes)
         finally:
@@ -351,7 +382,7 @@ def _copy_dumped(source: ConnInfo, target: ConnInfo, dbname: str, dumpdir: Path,
                  on_restore: Callable[[str], None]) -> None:
     """The plain way: the target's pg_dump -Fd -j, then pg_restore -j."""
     t0 = time.monotonic()
-    run(commands.dump_db(opts.bindir, source, dbname, dumpdir, opts.jobs,
+    run(commands.dump_db(opts.bindir, source, dbname, dumpdir, _source_jobs(opts),
                          schema_only=opts.schema_only), on_dump)
     t1 = time.monotonic()
     script = dumpdir / "pre-data.sql"

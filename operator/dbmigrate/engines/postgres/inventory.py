@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from . import inventory_sql as q
+from .budget import Slots
 from .conninfo import ConnInfo
 from .db import connect, fetch, fetch_one
 
@@ -87,3 +88,9 @@ def collect(ci: ConnInfo, *, exclude: frozenset[str] = frozenset()) -> Inventory
             d.tables = [Table(**r) for r in fetch(conn, q.TABLES)]
             d.large_objects = int(fetch_one(conn, q.LARGE_OBJECTS)["n"])
     return Inventory(server["version"], server["version_num"], settings, databases, roles)
+
+
+def connection_slots(ci: ConnInfo) -> Slots:
+    """The server's client connection slots: how many, reserved, in use (``budget``)."""
+    with connect(ci) as conn:
+        return Slots(**fetch_one(conn, q.CONNECTION_SLOTS))

@@ -50,3 +50,13 @@ ORDER BY 1, 2
 """
 
 LARGE_OBJECTS = "SELECT count(*) AS n FROM pg_largeobject_metadata"
+
+# The slots a new client session may take: max_connections less those reserved for superusers
+# (and, 16+, for pg_use_reserved_connections), less the client sessions open now. Background
+# workers, autovacuum and WAL senders have slots of their own.
+CONNECTION_SLOTS = """
+SELECT current_setting('max_connections')::int AS max_connections,
+       current_setting('superuser_reserved_connections')::int
+         + coalesce(current_setting('reserved_connections', true), '0')::int AS reserved,
+       (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')::int AS in_use
+"""
