@@ -10,6 +10,10 @@ big table with TOAST data; size DBMIGRATE_BENCH_MB, default 1024); then, each ag
     DBMIGRATE_BENCH_REPEAT=3 ...   # each method 3 times, interleaved; the best run counts
     DBMIGRATE_BENCH_DIR=/dev/shm ...  # where the servers' data go (default: the temp directory)
 
+Each method's CPU seconds (its servers, its client processes, this process) are reported
+beside its time, and "cores busy" (CPU seconds / seconds): on a machine with few cores the
+copy is CPU-bound, and a method's time is its CPU divided by the cores it keeps busy.
+
 Where the data go: by default the system's temporary directory, a disk as a database has. On
 a tmpfs (DBMIGRATE_BENCH_DIR=/dev/shm) nothing waits for storage: pg_basebackup becomes a
 memory copy (500 MB/s here) and the comparison is one of CPU alone. Measured on this machine,
@@ -32,7 +36,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import BENCH_SETTINGS, log, table, write_result
+from common import BENCH_SETTINGS, CpuMeter, log, table, write_result
 
 from dbmigrate.engines.postgres.copy import CopyOptions, snapshot_copy
 from dbmigrate.engines.postgres.verify import VerifyOptions, verify
@@ -132,20 +136,24 @@ logging.getLogger("dbmigrate.engines.postgres.copy").setLevel(logging.INFO)
 
 
 def run_ours(src: PgServer, work: Path, data: str,
-             settings: dict[str, str] = TARGET_SETTINGS) -> tuple[float, PgServer]:
+             settings: dict[str, str] = TARGET_SETTINGS) -> tuple[float, float, PgServer]:
+    """(seconds, CPU seconds, the target)"""
     tgt = fresh_target(settings)
+    cpu = CpuMeter(src.proc.pid, tgt.proc.pid)
     t0 = time.monotonic()
     snapshot_copy(src.ci(), tgt.ci(), CopyOptions(workdir=work / "ours", bindir=tgt.bindir, jobs=JOBS,
                                                   data=data))
     seconds = time.monotonic() - t0
+    cpu_s = cpu.seconds()
     if PHASES.lines:
-        log(f"  {seconds:.1f}s; {PHASES.lines[-1]}")
-    return seconds, tgt
+        log(f"  {seconds:.1f}s, {cpu_s:.1f} CPU s; {PHASES.lines[-1]}")
+    return seconds, cpu_s, tgt
 
 
-def run_dump_psql(src: PgServer) -> tuple[float, PgServer]:
+def run_dump_psql(src: PgServer) -> tuple[float, float, PgServer]:
     tgt = fresh_target()
     b = tgt.bindir
+    cpu = CpuMeter(src.proc.pid, tgt.proc.pid)
     t0 = time.monotonic()
     # The textbook one-liner, with the target's binaries: create the database, pipe the dump.
     env = {"PGPASSWORD": src.password, "PATH": "/usr/bin:/bin"}
@@ -153,20 +161,23 @@ def run_dump_psql(src: PgServer) -> tuple[float, PgServer]:
                 f'"{b}/psql" -X -q -v ON_ERROR_STOP=1 -h {tgt.host} -p {tgt.port} -U {tgt.user} '
                 f'-d postgres >/dev/null')
     subprocess.run(pipeline, shell=True, check=True, env=env)  # noqa: S602 - the pipe is the point
-    return time.monotonic() - t0, tgt
+    seconds = time.monotonic() - t0
+    return seconds, cpu.seconds(), tgt
 
 
-def run_basebackup(src: PgServer, work: Path) -> tuple[float, int]:
+def run_basebackup(src: PgServer, work: Path) -> tuple[float, float, int]:
     out = Path(tempfile.mkdtemp(prefix="basebackup-", dir=work))
+    cpu = CpuMeter(src.proc.pid)
     t0 = time.monotonic()
     subprocess.run([str(src.bindir / "pg_basebackup"), "-h", src.host, "-p", str(src.port),
                     "-U", src.user, "-D", str(out), "-X", "stream", "-c", "fast", "--no-sync"],
                    check=True, env={"PGPASSWORD": src.password, "PATH": "/usr/bin:/bin"})
     seconds = time.monotonic() - t0
+    cpu_s = cpu.seconds()
     size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
     LATER.append(out)
     os.sync()
-    return seconds, size
+    return seconds, cpu_s, size
 
 
 def main() -> None:
@@ -186,32 +197,40 @@ def main() -> None:
         # Each method REPEAT times, interleaved; the best run of each counts (on a shared
         # machine the best is the one least disturbed by others).
         runs: dict[str, list[float]] = {"ours": [], "logged": [], "dump": [], "naive": [], "base": []}
+        cpu: dict[str, list[float]] = {k: [] for k in runs}
         clean = True
         for r in range(REPEAT):
             log(f"[{r + 1}/{REPEAT}] dbmigrate snapshot copy (rows streamed)")
-            s, tgt = run_ours(src, work, "stream")
+            s, c, tgt = run_ours(src, work, "stream")
             runs["ours"].append(s)
+            cpu["ours"].append(c)
             clean = clean and verify(src.ci(), tgt.ci(), VerifyOptions(checksum_rows=100_000)).clean
             later(tgt)
             log(f"[{r + 1}/{REPEAT}] dbmigrate snapshot copy into a target that writes WAL (wal_level=logical)")
-            s, tgt = run_ours(src, work, "stream", LOGGED_TARGET_SETTINGS)
+            s, c, tgt = run_ours(src, work, "stream", LOGGED_TARGET_SETTINGS)
             runs["logged"].append(s)
+            cpu["logged"].append(c)
             clean = clean and verify(src.ci(), tgt.ci(), VerifyOptions(checksum_rows=100_000)).clean
             later(tgt)
             log(f"[{r + 1}/{REPEAT}] dbmigrate snapshot copy (pg_dump -Fd -j / pg_restore -j only)")
-            s, tgt = run_ours(src, work, "dump")
+            s, c, tgt = run_ours(src, work, "dump")
             runs["dump"].append(s)
+            cpu["dump"].append(c)
             clean = clean and verify(src.ci(), tgt.ci(), VerifyOptions(checksum_rows=100_000)).clean
             later(tgt)
             log(f"[{r + 1}/{REPEAT}] pg_dump | psql")
-            s, tgt = run_dump_psql(src)
+            s, c, tgt = run_dump_psql(src)
             runs["naive"].append(s)
+            cpu["naive"].append(c)
             later(tgt)
             log(f"[{r + 1}/{REPEAT}] pg_basebackup")
-            s, base_bytes = run_basebackup(src, work)
+            s, c, base_bytes = run_basebackup(src, work)
             runs["base"].append(s)
+            cpu["base"].append(c)
         ours_s, logged_s, dump_s, naive_s, base_s = (min(runs[k]) for k in ("ours", "logged", "dump", "naive",
                                                                              "base"))
+        # The CPU of each method's best run.
+        best_cpu = {k: cpu[k][runs[k].index(min(runs[k]))] for k in runs}
     finally:
         src.stop()
         for d in LATER:
@@ -221,16 +240,20 @@ def main() -> None:
     mbps = {"dbmigrate": db_bytes / 2**20 / ours_s, "dbmigrate_logged": db_bytes / 2**20 / logged_s,
             "dbmigrate_dump": db_bytes / 2**20 / dump_s,
             "pg_dump | psql": db_bytes / 2**20 / naive_s, "pg_basebackup": base_bytes / 2**20 / base_s}
-    rows = [["method", "seconds", "MB", "MB/s"],
+    def cpu_cells(key: str, seconds: float) -> list[str]:
+        return [f"{best_cpu[key]:.1f}", f"{best_cpu[key] / seconds:.2f}"]
+
+    rows = [["method", "seconds", "MB", "MB/s", "CPU s", "cores busy"],
             ["dbmigrate (default: rows streamed)", f"{ours_s:.1f}", f"{db_bytes / 2**20:.0f}",
-             f"{mbps['dbmigrate']:.1f}"],
+             f"{mbps['dbmigrate']:.1f}", *cpu_cells("ours", ours_s)],
             ["dbmigrate into a target writing WAL (wal_level=logical)", f"{logged_s:.1f}",
-             f"{db_bytes / 2**20:.0f}", f"{mbps['dbmigrate_logged']:.1f}"],
+             f"{db_bytes / 2**20:.0f}", f"{mbps['dbmigrate_logged']:.1f}", *cpu_cells("logged", logged_s)],
             ["dbmigrate data=dump (pg_dump -Fd -j, pg_restore -j)", f"{dump_s:.1f}",
-             f"{db_bytes / 2**20:.0f}", f"{mbps['dbmigrate_dump']:.1f}"],
-            ["pg_dump | psql", f"{naive_s:.1f}", f"{db_bytes / 2**20:.0f}", f"{mbps['pg_dump | psql']:.1f}"],
+             f"{db_bytes / 2**20:.0f}", f"{mbps['dbmigrate_dump']:.1f}", *cpu_cells("dump", dump_s)],
+            ["pg_dump | psql", f"{naive_s:.1f}", f"{db_bytes / 2**20:.0f}", f"{mbps['pg_dump | psql']:.1f}",
+             *cpu_cells("naive", naive_s)],
             ["pg_basebackup (whole cluster)", f"{base_s:.1f}", f"{base_bytes / 2**20:.0f}",
-             f"{mbps['pg_basebackup']:.1f}"]]
+             f"{mbps['pg_basebackup']:.1f}", *cpu_cells("base", base_s)]]
     r_naive = mbps["dbmigrate"] / mbps["pg_dump | psql"]
     r_base = mbps["dbmigrate"] / mbps["pg_basebackup"]
     print(table(rows))
@@ -248,6 +271,9 @@ def main() -> None:
         "mb_per_s": mbps, "ratio_vs_pg_dump_psql": r_naive, "ratio_vs_pg_basebackup": r_base,
         "targets": {"ratio_vs_pg_dump_psql": 2.0, "ratio_vs_pg_basebackup": 0.5},
         "verification_clean": clean, "all_runs_seconds": runs, "repeat": REPEAT,
+        # CPU seconds of the best run of each method (servers, clients, this process), and of
+        # every run; "cores busy" in the table is CPU seconds / seconds.
+        "cpu_seconds": best_cpu, "all_runs_cpu_seconds": cpu,
         "phases": PHASES.lines,
     })
     log(f"wrote {path}")
