@@ -5,7 +5,8 @@ Steps:
      client pod writing to it continuously through its Service;
   2. a Migration mode=test to 17, applied like a user does (kubectl);
   3. it becomes Ready: progress 100%, the copy verified by the engine's Job; its smoke test,
-     whose ConfigMap name has a typo, fails at once saying so;
+     whose ConfigMap name has a typo, fails at once saying so; once the ConfigMap exists and
+     the failed Job is deleted, it runs again and passes;
   4. an independent check: a pod logs in to the address from status.testServer with the
      published Secret and finds the same rows (a snapshot: at least what existed before);
   5. the source kept taking writes throughout, and still serves them through its Service;
@@ -99,7 +100,23 @@ def test_test_migration_to_17_is_ready_and_holds_the_data(cluster: Kubectl, oper
         time.sleep(2)
     assert smoke.get("reason") == "SmokeTestFailed", smoke
     assert 'ConfigMap "orders-chek" does not exist in this namespace' in smoke["message"], smoke
+    assert "then delete Job pg-to-17-smoke" in smoke["message"], smoke
     assert _status(cluster, ns, ".status.phase") == "Ready"  # the test server stays, to investigate
+
+    # The user creates the ConfigMap the Migration names and deletes the failed Job: the smoke
+    # test runs again, against the same test server, and passes (every row is there).
+    cluster.apply('apiVersion: v1\nkind: ConfigMap\nmetadata: {name: orders-chek}\ndata:\n'
+                  '  smoke.sql: "SELECT 1 / (count(*) = 5000)::int FROM orders;"\n', ns)
+    cluster.run("-n", ns, "delete", "job", "pg-to-17-smoke", "--wait=true", "--timeout=60s", timeout=90)
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        conds = cluster.json("-n", ns, "get", "mig", "pg-to-17")["status"]["conditions"]
+        smoke = next((c for c in conds if c["type"] == "SmokeTestPassed"), {})
+        if smoke.get("status") == "True":
+            break
+        time.sleep(2)
+    assert smoke.get("reason") == "SmokeTestPassed", smoke
+    assert _status(cluster, ns, ".status.testPassedAt")
 
     # 5. the source kept taking writes through its Service, and still does
     before = int(psql(cluster, ns, "SELECT count(*) FROM ticks"))

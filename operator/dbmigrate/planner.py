@@ -548,9 +548,13 @@ def _smoke(b: _Builder, job: JobObservation | None, events: list[Event]) -> tupl
     """(passed, action): the SmokeTestPassed condition from the smoke Job's outcome."""
     old = cond.find(b.conds, cond.SMOKE_TEST)
     if job is None:
-        if old is not None and old["status"] != "Unknown":
-            return old["status"] == "True", None  # decided earlier (the Job may have been cleaned up)
-        b.set(cond.SMOKE_TEST, "Unknown", "SmokeTestStarting", "starting your smoke test")
+        if old is not None and old["status"] == "True":
+            return True, None  # passed earlier (its Job may have been deleted since)
+        # No Job yet, or the failed one was deleted: the way to run the test again once its
+        # script, ConfigMap or image is fixed, without copying again.
+        again = old is not None and old["status"] == "False"
+        b.set(cond.SMOKE_TEST, "Unknown", "SmokeTestStarting",
+              "running your smoke test again" if again else "starting your smoke test")
         return False, CreateSmokeJob()
     if job.succeeded:
         b.set(cond.SMOKE_TEST, "True", "SmokeTestPassed", "your smoke test passed against the test server")
@@ -561,7 +565,8 @@ def _smoke(b: _Builder, job: JobObservation | None, events: list[Event]) -> tupl
         r = job.result or {}
         output = str(r.get("output") or r.get("error") or job.failure or "no output")[-600:]
         msg = f"your smoke test failed: {output}"
-        b.set(cond.SMOKE_TEST, "False", "SmokeTestFailed", msg)
+        b.set(cond.SMOKE_TEST, "False", "SmokeTestFailed",
+              f"{msg} (to run it again: fix it, then delete Job {resources.names(b.name)['smokejob']})")
         if old is None or old["status"] != "False":
             events.append(Event("Warning", "SmokeTestFailed", msg))
         return False, None

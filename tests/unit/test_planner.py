@@ -352,6 +352,16 @@ def test_smoke_test_runs_after_ready_and_gates_the_guardrail() -> None:
     assert bad.status["phase"] == "Ready"  # the server is still there to investigate
     assert ("Warning", "SmokeTestFailed") in [(e.type, e.reason) for e in bad.events]
     assert "testPassedAt" not in bad.status
+    assert c["message"].endswith("(to run it again: fix it, then delete Job m1-smoke)")
+    # The user deleted the failed Job: the test runs again, on the same test server.
+    failed = {**st, **bad.status}
+    again = planner.plan(SMOKE_SPEC, failed, 1, obs(), NOW, target=TargetObservation(FULL, 1), name="m1")
+    assert again.action == planner.CreateSmokeJob() and again.status["phase"] == "Ready"
+    assert cond(again.status, "SmokeTestPassed")["message"] == "running your smoke test again"
+    # A passed test whose Job is gone stays passed, and is not run again.
+    passed = {**st, **ok.status}
+    kept = planner.plan(SMOKE_SPEC, passed, 1, obs(), NOW, target=TargetObservation(FULL, 1), name="m1")
+    assert kept.action is None and cond(kept.status, "SmokeTestPassed")["status"] == "True"
 
 
 def test_a_smoke_test_that_cannot_start_says_why_at_once() -> None:
