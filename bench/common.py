@@ -51,26 +51,42 @@ def table(rows: list[list[str]]) -> str:
 
 class CpuMeter:
     """CPU seconds spent, from when it is made until ``seconds()``, by this process, the
-    children it waited for (psql, pg_dump, ...) and the given servers: a postmaster's own
-    time plus that of its exited children (every backend of a finished run has exited).
-    On a machine with few cores the copy is CPU-bound: this says where a method's time went
-    and how many cores it kept busy."""
+    children it waited for (psql, pg_dump, ...) and the given servers: for each postmaster its
+    own time, its exited children's (backends) and its live children's (checkpointer,
+    walwriter, backends still connected). The sum at both ends of the window is the same
+    accounting, so a child that exits inside it counts only its time inside it. On a machine
+    with few cores the copy is CPU-bound: this says where a method's time went and how many
+    cores it kept busy. (The servers are this process's children too, but none is stopped
+    inside a window, so RUSAGE_CHILDREN never counts one.)"""
 
     def __init__(self, *postmaster_pids: int) -> None:
         self._pids = postmaster_pids
         self._start = self._now()
 
     @staticmethod
-    def _tree(pid: int) -> float:
-        # /proc/<pid>/stat fields 14-17: utime, stime, cutime, cstime (clock ticks)
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+    def _stat(pid: str | int) -> list[str]:
+        # After the command name: state, ppid, ..., utime (14th field), stime, cutime, cstime.
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+    def _servers(self) -> float:
+        ticks = 0
+        for pid in self._pids:
+            ticks += sum(int(x) for x in self._stat(pid)[11:15])
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                f = self._stat(entry.name)
+            except OSError:  # exited meanwhile: its time is in its parent's cutime now
+                continue
+            if int(f[1]) in self._pids:
+                ticks += int(f[11]) + int(f[12])
+        return ticks / os.sysconf("SC_CLK_TCK")
 
     def _now(self) -> float:
         me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-        return (me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
-                + sum(self._tree(p) for p in self._pids))
+        return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime + self._servers()
 
     def seconds(self) -> float:
-        time.sleep(0.3)  # let the postmasters reap the last backends
+        time.sleep(0.3)  # let the postmasters reap the backends that just ended
         return self._now() - self._start

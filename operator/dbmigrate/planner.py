@@ -274,7 +274,10 @@ def plan(
         if xp.needs_reset(status):
             b.status.update({"testServer": None, "progress": None, "phase": "Provisioning",
                              "target": {**b.target_status, "provisionedFor": "execute"}})
-            b.conds = [c for c in b.conds if c["type"] not in (cond.COPY_VERIFIED, cond.PREFLIGHT)]
+            # The test's smoke result goes too: its test server goes, and a failed one's advice
+            # (delete its Job to run it again) would no longer hold; testPassedAt keeps the pass.
+            b.conds = [c for c in b.conds
+                       if c["type"] not in (cond.COPY_VERIFIED, cond.PREFLIGHT, cond.SMOKE_TEST)]
             b.progressing("Provisioning", "RemovingTestServer",
                           "mode changed to execute: removing the test server; execute provisions its own")
             return b.plan(xp.ResetTestServer())

@@ -296,6 +296,10 @@ def copy_job(owner: Owner, spec: MigrationSpec, worker_image: str, jobs: int = 2
     both logins from Secrets by reference, and reports through its termination message."""
     n = names(owner.name)
     src = spec.source
+    # The execute copy (strategy dump) runs while the source refuses writes: its applications
+    # can only read, and each second of copy is a second of outage, so it may take every free
+    # connection slot, not the half a test copy leaves them (budget.py).
+    fenced = ["--source-share", "1"] if spec.mode == "execute" and command == "copy-verify" else []
     env = [
         {"name": "SOURCE_HOST", "value": source_host(owner, spec)},
         {"name": "SOURCE_PORT", "value": str(src.port)},
@@ -326,7 +330,7 @@ def copy_job(owner: Owner, spec: MigrationSpec, worker_image: str, jobs: int = 2
                         "image": worker_image,
                         "imagePullPolicy": "IfNotPresent",
                         "command": ["python3", "-m", "dbmigrate.engines.postgres.jobmain", command,
-                                    "--workdir", "/work", "--jobs", str(jobs)],
+                                    "--workdir", "/work", "--jobs", str(jobs), *fenced],
                         "env": env,
                         "securityContext": restricted_container_security(),
                         "terminationMessagePolicy": "File",

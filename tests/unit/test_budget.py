@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from dbmigrate.engines.postgres import jobmain
 from dbmigrate.engines.postgres.budget import (
     MINIMUM,
     Parallelism,
@@ -49,3 +50,11 @@ def test_more_sessions_than_slots_count_as_none_free() -> None:
 
 def test_requests_below_one_mean_one() -> None:
     assert fit(slots(100), 0, 0) == Parallelism(1, 1)
+
+
+@pytest.mark.parametrize("bad", ["2", "0", "-0.5", "half"])
+def test_the_copy_job_refuses_a_share_that_is_not_one(bad: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as e:
+        jobmain.main(["copy-verify", "--source-share", bad])
+    assert e.value.code == 2
+    assert f"{bad!r} is not a share: give a number above 0, at most 1" in capsys.readouterr().err

@@ -334,11 +334,15 @@ def test_dump_copy_failure_unfences() -> None:
 def test_test_then_execute_removes_the_test_server_first() -> None:
     test_status = {"phase": "Ready", "target": {"provisionedFor": "test"}, "testServer": {"host": "h"},
                    "conditions": [{"type": "CopyVerified", "status": "True", "reason": "CopyVerified", "message": "",
-                                   "lastTransitionTime": "2026-03-01T10:00:00Z"}]}
+                                   "lastTransitionTime": "2026-03-01T10:00:00Z"},
+                                  {"type": "SmokeTestPassed", "status": "False", "reason": "SmokeTestFailed",
+                                   "message": "... then delete Job m1-smoke)",
+                                   "lastTransitionTime": "2026-03-01T10:05:00Z"}]}
     p = step(test_status)
     assert p.action == xp.ResetTestServer()
     assert p.status["testServer"] is None and p.status["target"]["provisionedFor"] == "execute"
-    assert not any(c["type"] == "CopyVerified" for c in p.status["conditions"])
+    # The test's results go with its server (a failed smoke test's advice no longer holds).
+    assert not {c["type"] for c in p.status["conditions"]} & {"CopyVerified", "SmokeTestPassed"}
     nxt = planner.plan(SPEC, merged(test_status, p), 2, SOURCE, NOW, target=TargetObservation(),
                        images={18: "postgres:18"}, name="m1", namespace="ns", uid=UID)
     assert isinstance(nxt.action, planner.EnsureTarget)

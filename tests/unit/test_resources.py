@@ -174,3 +174,9 @@ def test_execute_reaches_the_source_through_its_own_service() -> None:
     env = {e["name"]: e.get("value") for e in r.copy_job(OWNER, execute, "w:17", command="schema")
            ["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["SOURCE_HOST"] == "pg-to-17-source.customer-42.svc"
+    # The execute copy runs while writes are stopped: it may take every free connection of the
+    # source; a test copy (and the online schema copy) leaves half of them to the applications.
+    command = r.copy_job(OWNER, execute, "w:17")["spec"]["template"]["spec"]["containers"][0]["command"]
+    assert command[-2:] == ["--source-share", "1"]
+    for other in (r.copy_job(OWNER, SPEC, "w:17"), r.copy_job(OWNER, execute, "w:17", command="schema")):
+        assert "--source-share" not in other["spec"]["template"]["spec"]["containers"][0]["command"]

@@ -6,9 +6,11 @@ session plus the psql that streams a big table), and databases copy side by side
 (``lanes``). A hosting customer's server runs close to ``max_connections`` more often than
 not: a copy that takes every free slot gets "sorry, too many clients already" half way
 through, and so do the applications it must leave alone (test mode runs beside
-production). So the copy takes at most half of the slots free when it starts, fewer lanes
-first (they only help servers with several databases), then fewer workers, and refuses to
-start, saying why, when not even one worker fits.
+production). So the copy takes at most half of the slots free when it starts (but the
+minimum, one worker, when at least that much is free), fewer lanes first (they only help
+servers with several databases), then fewer workers, and refuses to start, saying why, when
+not even one worker fits. The execute copy of strategy dump runs while the source refuses
+writes: it may take every free slot (``share`` 1, resources.copy_job).
 """
 
 from __future__ import annotations
@@ -64,7 +66,7 @@ def fit(slots: Slots, lanes: int, jobs: int, *, share: float = SHARE) -> Paralle
         raise TooFewConnections(
             f"the source accepts {slots.free} more connections ({slots.describe()}); the copy "
             f"needs at least {MINIMUM}: raise max_connections on the source or end idle "
-            "sessions (the copy is retried)")
+            "sessions")
     budget = max(MINIMUM, int(slots.free * share))
     lanes = min(lanes, max(1, budget // per_lane(jobs)))
     if lanes == 1 and per_lane(jobs) > budget:

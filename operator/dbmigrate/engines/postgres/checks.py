@@ -20,7 +20,7 @@ import psycopg
 
 from ..base import Finding, Severity
 from . import checks_sql as q
-from .budget import MINIMUM, Slots
+from .budget import MINIMUM, Parallelism, Slots, fit
 from .conninfo import ConnInfo
 from .db import Row, connect, fetch, fetch_one
 from .incompat import applicable
@@ -99,18 +99,29 @@ def check(source: ConnInfo, target: TargetInfo, *, inventory: Inventory | None =
     return findings
 
 
+# The copy Job's defaults (two databases side by side; the chart's copyJob.parallelism), and
+# the free slots they need within the copy's half share.
+DEFAULT_PARALLELISM = (2, 2)
+FULL_SPEED_FREE = 2 * Parallelism(*DEFAULT_PARALLELISM).sessions
+
+
 def _connections(slots: Slots) -> list[Finding]:
-    """The copy takes at most half of the free client slots (budget.py), one worker needs
-    ``MINIMUM``: below twice that it runs with one worker, below ``MINIMUM`` it is refused."""
-    if slots.free >= 2 * MINIMUM:
+    """The copy takes at most half of the source's free client slots, and at least
+    ``MINIMUM`` (budget.py): say beforehand when that refuses it or slows it down."""
+    hint = (f"raise max_connections (a restart) or end idle sessions: {FULL_SPEED_FREE} free "
+            "let the copy run at full speed")
+    if slots.free < MINIMUM:
+        return [_f(Severity.WARNING, "FEW_CONNECTIONS", "max_connections",
+                   f"the source accepts {slots.free} more connections ({slots.describe()}); the "
+                   f"copy needs at least {MINIMUM}: it would be refused now", hint)]
+    got = fit(slots, *DEFAULT_PARALLELISM)
+    if got.sessions >= Parallelism(*DEFAULT_PARALLELISM).sessions:
         return []
-    then = ("the copy would be refused now" if slots.free < MINIMUM
-            else "the copy would run with a single worker")
-    return [_f(Severity.WARNING, "FEW_CONNECTIONS", "max_connections",
+    return [_f(Severity.INFO, "FEW_CONNECTIONS", "max_connections",
                f"the source accepts {slots.free} more connections ({slots.describe()}); the copy "
-               f"takes at most half of the free ones and needs at least {MINIMUM}: {then}",
-               f"raise max_connections (a restart) or end idle sessions, to leave at least "
-               f"{2 * MINIMUM} free", "all")]
+               f"takes at most half of them, so it would copy {got.lanes} database(s) at a time "
+               f"with {got.jobs} row stream(s) each instead of {DEFAULT_PARALLELISM[0]} with "
+               f"{DEFAULT_PARALLELISM[1]}: slower, not less safe", hint)]
 
 
 def _version(inv: Inventory, t: TargetInfo) -> list[Finding]:

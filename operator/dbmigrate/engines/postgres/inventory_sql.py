@@ -52,11 +52,15 @@ ORDER BY 1, 2
 LARGE_OBJECTS = "SELECT count(*) AS n FROM pg_largeobject_metadata"
 
 # The slots a new client session may take: max_connections less those reserved for superusers
-# (and, 16+, for pg_use_reserved_connections), less the client sessions open now. Background
-# workers, autovacuum and WAL senders have slots of their own.
+# (and, 16+, for pg_use_reserved_connections), less the client sessions open now. A login
+# without pg_read_all_stats sees backend_type NULL in other roles' rows, but their usesysid:
+# those count too (with the odd background worker that has a role: too many is the safe side).
+# Auxiliary processes (checkpointer, ...) have no role.
 CONNECTION_SLOTS = """
 SELECT current_setting('max_connections')::int AS max_connections,
        current_setting('superuser_reserved_connections')::int
          + coalesce(current_setting('reserved_connections', true), '0')::int AS reserved,
-       (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')::int AS in_use
+       (SELECT count(*) FROM pg_stat_activity
+        WHERE backend_type = 'client backend'
+           OR (backend_type IS NULL AND usesysid IS NOT NULL))::int AS in_use
 """

@@ -25,6 +25,7 @@ from typing import Any
 
 from ...redact import redact
 from ..base import Progress
+from .budget import SHARE
 from .conninfo import ConnInfo
 from .copy import CopyOptions, snapshot_copy
 from .db import connect, fetch
@@ -73,7 +74,8 @@ def copy_verify(args: argparse.Namespace) -> int:
             print(json.dumps({"progress": p.to_status(), "current": p.current}), flush=True)
 
     opts = CopyOptions(workdir=Path(args.workdir), bindir=Path(args.bindir) if args.bindir else None,
-                       jobs=args.jobs, verify=VerifyOptions(checksum_rows=args.checksum_rows))
+                       jobs=args.jobs, source_share=args.source_share,
+                       verify=VerifyOptions(checksum_rows=args.checksum_rows))
     # Each database is verified by the copy itself, against the snapshot it was copied from
     # (the source keeps serving writes); then roles and the list of databases.
     copied = snapshot_copy(source, target, opts, progress)
@@ -90,11 +92,21 @@ def schema(args: argparse.Namespace) -> int:
     source, target = conn_from_env("SOURCE"), conn_from_env("TARGET")
     started = time.monotonic()
     opts = CopyOptions(workdir=Path(args.workdir), bindir=Path(args.bindir) if args.bindir else None,
-                       jobs=args.jobs, schema_only=True)
+                       jobs=args.jobs, schema_only=True, source_share=args.source_share)
     copied = snapshot_copy(source, target, opts)
     _write_result({"ok": True, "databases": len(copied.databases),
                    "seconds": round(time.monotonic() - started, 1)})
     return 0
+
+
+def _share(text: str) -> float:
+    try:
+        share = float(text)
+    except ValueError:
+        share = 0.0
+    if not 0 < share <= 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a share: give a number above 0, at most 1")
+    return share
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -110,6 +122,10 @@ def main(argv: list[str] | None = None) -> int:
     sc.add_argument("--workdir", default="/work")
     sc.add_argument("--bindir", default="")
     sc.add_argument("--jobs", type=int, default=2)
+    for p in (cv, sc):
+        p.add_argument("--source-share", type=_share, default=SHARE,
+                       help="the share of the source's free connection slots the copy may take "
+                            f"(0 < share <= 1, default {SHARE})")
     args = ap.parse_args(argv)
     try:
         return copy_verify(args) if args.command == "copy-verify" else schema(args)
