@@ -263,11 +263,18 @@ async def read_job(namespace: str, name: str) -> JobObservation | None:
             return None
         st = job.status
         conds = {c.type: c for c in (st.conditions or []) if c.status == "True"} if st else {}
+
+        def pods_of_this_job() -> list[Any]:
+            # By owner, not only by name: a Job deleted and created again under its name (a
+            # smoke test run again) leaves the old one's pods behind for a while.
+            uid = job.metadata.uid if job.metadata else None
+            pods: list[Any] = core.list_namespaced_pod(namespace, label_selector=f"job-name={name}").items
+            return [p for p in pods if any(o.uid == uid for o in (p.metadata.owner_references or []))]
+
         failed = "Failed" in conds
         result = None
         if "Complete" in conds or failed:
-            pods: list[Any] = list(core.list_namespaced_pod(namespace, label_selector=f"job-name={name}").items)
-            pods.sort(key=lambda p: p.metadata.creation_timestamp)
+            pods = sorted(pods_of_this_job(), key=lambda p: p.metadata.creation_timestamp)
             for pod in reversed(pods):
                 for cs in (pod.status.container_statuses or []) if pod.status else []:
                     term = cs.state.terminated if cs.state else None
@@ -279,7 +286,7 @@ async def read_job(namespace: str, name: str) -> JobObservation | None:
         why = None
         if not conds and st is not None and st.active:
             # A pod that cannot start leaves the Job active for ever (no backoff counts it).
-            pods = list(core.list_namespaced_pod(namespace, label_selector=f"job-name={name}").items)
+            pods = pods_of_this_job()
             if pods:
                 newest = max(pods, key=lambda p: p.metadata.creation_timestamp)
                 why = podstatus.problem(_api().sanitize_for_serialization(newest), "copy", podstatus.WORKER_IMAGE)
