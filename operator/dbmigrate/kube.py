@@ -272,17 +272,12 @@ async def read_job(namespace: str, name: str) -> JobObservation | None:
             return [p for p in pods if any(o.uid == uid for o in (p.metadata.owner_references or []))]
 
         failed = "Failed" in conds
-        result = None
+        result = last_attempt = None
         if "Complete" in conds or failed:
-            pods = sorted(pods_of_this_job(), key=lambda p: p.metadata.creation_timestamp)
-            for pod in reversed(pods):
-                for cs in (pod.status.container_statuses or []) if pod.status else []:
-                    term = cs.state.terminated if cs.state else None
-                    if term is not None and term.message:
-                        result = _json_or_none(term.message)
-                        break
-                if result is not None:
-                    break
+            result = _newest_report(pods_of_this_job())
+        elif st is not None and st.failed:
+            # Active again after a failed attempt: what it said, while the backoff retries.
+            last_attempt = _newest_report(pods_of_this_job())
         why = None
         if not conds and st is not None and st.active:
             # A pod that cannot start leaves the Job active for ever (no backoff counts it).
@@ -297,9 +292,20 @@ async def read_job(namespace: str, name: str) -> JobObservation | None:
             failure=(conds["Failed"].message or conds["Failed"].reason or "") if failed else "",
             result=result,
             pod_problem=why,
+            last_attempt=last_attempt,
         )
 
     return await _call(read)
+
+
+def _newest_report(pods: list[Any]) -> dict[str, object] | None:
+    """The termination message of the newest pod that left one (our Jobs write JSON there)."""
+    for pod in sorted(pods, key=lambda p: p.metadata.creation_timestamp, reverse=True):
+        for cs in (pod.status.container_statuses or []) if pod.status else []:
+            term = cs.state.terminated if cs.state else None
+            if term is not None and term.message:
+                return _json_or_none(term.message)
+    return None
 
 
 def _json_or_none(text: str) -> dict[str, object] | None:

@@ -70,6 +70,14 @@ class JobObservation:
     result: dict[str, object] | None = None
     # Why its running pod does not start (image, inputs, scheduling), while the Job is active.
     pod_problem: PodProblem | None = None
+    # While the Job is active after a failed attempt (its backoff retries): what that attempt
+    # reported, e.g. a source without room for the copy's connections.
+    last_attempt: dict[str, object] | None = None
+
+    @property
+    def retrying(self) -> str:
+        """Why the last attempt failed, fit for status ("" when none did, or it said nothing)."""
+        return redact(str((self.last_attempt or {}).get("error") or ""))
 
     @property
     def error(self) -> str:

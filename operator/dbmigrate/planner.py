@@ -543,8 +543,14 @@ def job_waiting(b: _Builder, job: JobObservation, what: str, phase: str = "Copyi
 
 
 def waiting_note(job: JobObservation | None) -> str:
-    """What a running Job's pod waits for, when it says (e.g. capacity), for the message."""
-    return f"; {job.pod_problem.message}" if job is not None and job.pod_problem is not None else ""
+    """What a running Job's pod waits for, when it says (e.g. capacity), and why its last
+    attempt failed while the Job retries, for the message."""
+    if job is None:
+        return ""
+    notes = [job.pod_problem.message] if job.pod_problem is not None else []
+    if job.retrying:
+        notes.append(f"the last attempt failed, retrying: {job.retrying}")
+    return "".join(f"; {n}" for n in notes)
 
 
 def _smoke(b: _Builder, job: JobObservation | None, events: list[Event]) -> tuple[bool, object | None]:

@@ -16,14 +16,15 @@ from .conftest import wait_for
 pytestmark = pytest.mark.integration
 
 
-def _job(name: str) -> dict[str, Any]:
-    return {"metadata": {"name": name}, "spec": {"backoffLimit": 0, "template": {"spec": {
+def _job(name: str, backoff_limit: int = 0) -> dict[str, Any]:
+    return {"metadata": {"name": name}, "spec": {"backoffLimit": backoff_limit, "template": {"spec": {
         "restartPolicy": "Never", "containers": [{"name": "smoke", "image": "postgres:17"}]}}}}
 
 
-def _fail_pod(core: Any, ns: str, job_uid: str, message: str | None) -> None:
-    pod = wait_for(lambda: [p for p in core.list_namespaced_pod(ns, label_selector="job-name=m1-smoke").items
-                            if any(o.uid == job_uid for o in p.metadata.owner_references or [])],
+def _fail_pod(core: Any, ns: str, job_uid: str, message: str | None, name: str = "m1-smoke") -> None:
+    pod = wait_for(lambda: [p for p in core.list_namespaced_pod(ns, label_selector=f"job-name={name}").items
+                            if any(o.uid == job_uid for o in p.metadata.owner_references or [])
+                            and (p.status.phase or "Pending") not in ("Failed", "Succeeded")],
                    what="the Job's pod")[0]
     term: dict[str, Any] = {"exitCode": 1, "reason": "Error", **({"message": message} if message else {})}
     core.patch_namespaced_pod_status(pod.metadata.name, ns, {"status": {
@@ -67,3 +68,21 @@ def test_a_job_created_again_under_its_name_is_not_read_from_the_old_ones_pods(
     assert again is not None and again.failed
     assert again.result is None, again.result
     assert len(core.list_namespaced_pod(ns, label_selector="job-name=m1-smoke").items) == 2
+
+
+def test_a_job_retrying_after_a_failed_attempt_tells_what_that_attempt_said(
+        api: kubernetes.client.ApiClient, namespace: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The copy Job's backoff retries a failed attempt: meanwhile the operator shows why it
+    failed (e.g. a source without room for the copy), not just "copying 0%"."""
+    ns = namespace
+    monkeypatch.setattr(kube, "_client", api)
+    batch, core = kubernetes.client.BatchV1Api(api), kubernetes.client.CoreV1Api(api)
+    job = batch.create_namespaced_job(ns, _job("m1-copy", backoff_limit=3))
+    first = asyncio.run(kube.read_job(ns, "m1-copy"))
+    assert first is not None and first.last_attempt is None and first.retrying == ""
+    refused = '{"ok":false,"error":"TooFewConnections: the source accepts 2 more connections"}'
+    _fail_pod(core, ns, job.metadata.uid, refused, name="m1-copy")
+    # The controller counts the failure and starts the next attempt; the Job is not failed.
+    seen = wait_for(lambda: (lambda j: j if j is not None and j.last_attempt else None)(
+        asyncio.run(kube.read_job(ns, "m1-copy"))), what="the failed attempt read")
+    assert not seen.failed and seen.retrying == "TooFewConnections: the source accepts 2 more connections"

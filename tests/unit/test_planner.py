@@ -232,6 +232,14 @@ def test_copy_job_started_then_progress_reported() -> None:
     assert p.action is None and p.status["phase"] == "Copying"
     assert p.status["progress"] == {"percent": 42, "display": "42%", "bytesCopied": 420, "bytesTotal": 1000}
     assert "42%" in p.status["message"]
+    # After a failed attempt the Job retries: the message says why the attempt failed
+    # (redacted), so nobody waits on a copy that cannot start.
+    refused = ("TooFewConnections: the source accepts 2 more connections (max_connections 10, 3 reserved, "
+               "5 in use); the copy needs at least 4: raise max_connections on the source or end idle sessions")
+    attempt = {"ok": False, "error": refused + " (ALTER ROLE a PASSWORD 'x')"}
+    p = _step(st, JobObservation(active=1, last_attempt=attempt), bytes_copied=0)
+    assert p.status["phase"] == "Copying" and p.action is None
+    assert p.status["message"].endswith(f"; the last attempt failed, retrying: {refused} (ALTER ROLE a PASSWORD '***')")
 
 
 def test_no_worker_image_fails_clearly() -> None:
