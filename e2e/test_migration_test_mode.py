@@ -33,6 +33,19 @@ def _status(cluster: Kubectl, ns: str, path: str) -> str:
     return cluster.run("-n", ns, "get", "mig", "pg-to-17", "-o", f"jsonpath={{{path}}}", check=False).strip()
 
 
+def _smoke_test(cluster: Kubectl, ns: str, status: str, seconds: float) -> dict[str, Any]:
+    """The SmokeTestPassed condition once it has ``status``, or as it is after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    smoke: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        conds = cluster.json("-n", ns, "get", "mig", "pg-to-17")["status"]["conditions"]
+        smoke = next((c for c in conds if c["type"] == "SmokeTestPassed"), {})
+        if smoke.get("status") == status:
+            break
+        time.sleep(2)
+    return smoke
+
+
 def test_test_migration_to_17_is_ready_and_holds_the_data(cluster: Kubectl, operator: str, ns: str) -> None:
     # 1. the source, its data, and a writer going through the Service
     cluster.apply((REPO / "examples/source-pg15.yaml").read_text().replace("imagePullPolicy: IfNotPresent",
@@ -90,14 +103,7 @@ def test_test_migration_to_17_is_ready_and_holds_the_data(cluster: Kubectl, oper
     assert (count, max_id) == ("5000", "5000") and version.startswith("17")
 
     # The smoke test fails at once and says why (not "running" until its timeout).
-    deadline = time.monotonic() + 120
-    smoke: dict[str, Any] = {}
-    while time.monotonic() < deadline:
-        conds = cluster.json("-n", ns, "get", "mig", "pg-to-17")["status"]["conditions"]
-        smoke = next((c for c in conds if c["type"] == "SmokeTestPassed"), {})
-        if smoke.get("status") == "False":
-            break
-        time.sleep(2)
+    smoke = _smoke_test(cluster, ns, "False", 120)
     assert smoke.get("reason") == "SmokeTestFailed", smoke
     assert 'ConfigMap "orders-chek" does not exist in this namespace' in smoke["message"], smoke
     assert "then delete Job pg-to-17-smoke" in smoke["message"], smoke
@@ -108,13 +114,7 @@ def test_test_migration_to_17_is_ready_and_holds_the_data(cluster: Kubectl, oper
     cluster.apply('apiVersion: v1\nkind: ConfigMap\nmetadata: {name: orders-chek}\ndata:\n'
                   '  smoke.sql: "SELECT 1 / (count(*) = 5000)::int FROM orders;"\n', ns)
     cluster.run("-n", ns, "delete", "job", "pg-to-17-smoke", "--wait=true", "--timeout=60s", timeout=90)
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        conds = cluster.json("-n", ns, "get", "mig", "pg-to-17")["status"]["conditions"]
-        smoke = next((c for c in conds if c["type"] == "SmokeTestPassed"), {})
-        if smoke.get("status") == "True":
-            break
-        time.sleep(2)
+    smoke = _smoke_test(cluster, ns, "True", 180)
     assert smoke.get("reason") == "SmokeTestPassed", smoke
     assert _status(cluster, ns, ".status.testPassedAt")
 
