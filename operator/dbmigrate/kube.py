@@ -272,19 +272,18 @@ async def read_job(namespace: str, name: str) -> JobObservation | None:
             return [p for p in pods if any(o.uid == uid for o in (p.metadata.owner_references or []))]
 
         failed = "Failed" in conds
+        pods = pods_of_this_job() if conds or (st is not None and (st.failed or st.active)) else []
         result = last_attempt = None
         if "Complete" in conds or failed:
-            result = _newest_report(pods_of_this_job())
+            result = _newest_report(pods)
         elif st is not None and st.failed:
             # Active again after a failed attempt: what it said, while the backoff retries.
-            last_attempt = _newest_report(pods_of_this_job())
+            last_attempt = _newest_report(pods)
         why = None
-        if not conds and st is not None and st.active:
+        if not conds and st is not None and st.active and pods:
             # A pod that cannot start leaves the Job active for ever (no backoff counts it).
-            pods = pods_of_this_job()
-            if pods:
-                newest = max(pods, key=lambda p: p.metadata.creation_timestamp)
-                why = podstatus.problem(_api().sanitize_for_serialization(newest), "copy", podstatus.WORKER_IMAGE)
+            newest = max(pods, key=lambda p: p.metadata.creation_timestamp)
+            why = podstatus.problem(_api().sanitize_for_serialization(newest), "copy", podstatus.WORKER_IMAGE)
         return JobObservation(
             active=(st.active or 0) if st else 0,
             succeeded="Complete" in conds,

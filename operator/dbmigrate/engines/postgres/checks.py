@@ -101,8 +101,8 @@ def check(source: ConnInfo, target: TargetInfo, *, inventory: Inventory | None =
 
 # The copy Job's defaults (two databases side by side; the chart's copyJob.parallelism), and
 # the free slots they need within the copy's half share.
-DEFAULT_PARALLELISM = (2, 2)
-FULL_SPEED_FREE = 2 * Parallelism(*DEFAULT_PARALLELISM).sessions
+DEFAULT_PARALLELISM = Parallelism(lanes=2, jobs=2)
+FULL_SPEED_FREE = 2 * DEFAULT_PARALLELISM.sessions
 
 
 def _connections(slots: Slots) -> list[Finding]:
@@ -114,14 +114,14 @@ def _connections(slots: Slots) -> list[Finding]:
         return [_f(Severity.WARNING, "FEW_CONNECTIONS", "max_connections",
                    f"the source accepts {slots.free} more connections ({slots.describe()}); the "
                    f"copy needs at least {MINIMUM}: it would be refused now", hint)]
-    got = fit(slots, *DEFAULT_PARALLELISM)
-    if got.sessions >= Parallelism(*DEFAULT_PARALLELISM).sessions:
+    got = fit(slots, DEFAULT_PARALLELISM.lanes, DEFAULT_PARALLELISM.jobs)
+    if got == DEFAULT_PARALLELISM:
         return []
     return [_f(Severity.INFO, "FEW_CONNECTIONS", "max_connections",
                f"the source accepts {slots.free} more connections ({slots.describe()}); the copy "
                f"takes at most half of them, so it would copy {got.lanes} database(s) at a time "
-               f"with {got.jobs} row stream(s) each instead of {DEFAULT_PARALLELISM[0]} with "
-               f"{DEFAULT_PARALLELISM[1]}: slower, not less safe", hint)]
+               f"with {got.jobs} row stream(s) each instead of {DEFAULT_PARALLELISM.lanes} with "
+               f"{DEFAULT_PARALLELISM.jobs}: slower, not less safe", hint)]
 
 
 def _version(inv: Inventory, t: TargetInfo) -> list[Finding]:
