@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from . import executeplan as xp
-from . import kube, planner, resources
+from . import kube, planner, resources, retry
 from .api import MigrationSpec
 from .config import Config
 from .engines.base import Finding
@@ -93,6 +93,9 @@ async def perform(ctx: Context, action: object, obs: SourceObservation | None) -
         await _create(ctx, resources.copy_job(ctx.owner, ctx.spec, action.worker_image, command="schema",
                                               name_key="schemajob", jobs=ctx.config.copy_parallelism,
                                               job_resources=ctx.config.copy_resources))
+    elif isinstance(action, retry.DeleteFailedJob):
+        if await kube.delete_owned(ctx.ns, "Job", action.name, ctx.uid):
+            ctx.logger.info("deleted failed Job %s: a retry was asked for", action.name)
     elif isinstance(action, planner.ExpireTarget | xp.ResetTestServer):
         await delete_target(ctx)
     elif isinstance(action, planner.RunPreflight):

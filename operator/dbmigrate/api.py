@@ -23,6 +23,9 @@ SwitchoverMode = Literal["Automatic", "Manual"]
 # With spec.execute.switchover=Manual, this annotation set to "true" lets the switchover start
 # (an annotation, not a spec field: the spec is frozen once in execute mode).
 APPROVE_ANNOTATION = f"{GROUP}/approve-switchover"
+# Each new value of this annotation asks once to start a failed step again (retry.py): what
+# deleting its Job does, for those who may edit a Migration but not its Jobs (a panel, GitOps).
+RETRY_ANNOTATION = f"{GROUP}/retry"
 Strategy = Literal["auto", "logical", "dump"]
 
 SUPPORTED_TARGETS = (15, 16, 17, 18)

@@ -320,7 +320,9 @@ def _job_phase(b: _Builder, job: JobObservation | None, worker_image: str | None
         return b.plan(create(worker_image))
     if job.failed:
         msg = f"{what} failed: {job.error or 'see the Job pod logs'}"
-        b.stalled("Failed", f"{reason}Failed", msg, "the source is untouched; delete the Job to retry")
+        from .retry import how
+        b.stalled("Failed", f"{reason}Failed", msg,
+                  f"the source is untouched; to retry, {how(b.name, resources.names(b.name)['schemajob'])}")
         return b.plan()
     from .planner import job_waiting, waiting_note
 

@@ -18,7 +18,16 @@ import kopf
 
 from . import actions, kube, metrics, planner, resources
 from . import executeplan as xp
-from .api import APPROVE_ANNOTATION, GROUP, PLURAL, VERSION, SpecError, parse_spec, with_operator_defaults
+from .api import (
+    APPROVE_ANNOTATION,
+    GROUP,
+    PLURAL,
+    RETRY_ANNOTATION,
+    VERSION,
+    SpecError,
+    parse_spec,
+    with_operator_defaults,
+)
 from .config import Config
 
 FINALIZER = f"{GROUP}/finalizer"
@@ -103,7 +112,8 @@ async def _reconcile(body: kopf.Body, logger: kopf.Logger | logging.LoggerAdapte
                               target=target, images=CONFIG.images, worker_images=CONFIG.worker_images,
                               name=name, namespace=ns, uid=uid, execute=execute,
                               peers=await kube.list_peers(ns), created=str(meta.get("creationTimestamp") or ""),
-                              wal_free_min_bytes=CONFIG.wal_free_load_min_bytes)
+                              wal_free_min_bytes=CONFIG.wal_free_load_min_bytes,
+                              retry_request=(meta.get("annotations") or {}).get(RETRY_ANNOTATION))
         status = await _write(ns, name, uid, status, result, logger)
         metrics.observe(uid, ns, name, str(spec.get("mode", "test")), status)
         if ctx is None or result.action is None:
@@ -156,8 +166,9 @@ async def on_change(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
 
 
 @kopf.on.update(GROUP, VERSION, PLURAL, field=("metadata", "annotations", APPROVE_ANNOTATION))
-async def on_approval(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
-    # Approving a Manual switchover should not wait for the next timer tick.
+@kopf.on.update(GROUP, VERSION, PLURAL, field=("metadata", "annotations", RETRY_ANNOTATION))
+async def on_annotation(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
+    # Approving a Manual switchover, or asking for a retry, should not wait for the timer.
     await reconcile(body, logger)
 
 

@@ -262,6 +262,34 @@ def plan(
     peers: list[PeerMigration] | None = None,
     created: str = "",
     wal_free_min_bytes: int | None = None,
+    retry_request: str | None = None,
+) -> Plan:
+    """The next status, events and action; `retry_request` is the value of the Migration's
+    retry annotation (retry.py), if any."""
+    from . import retry  # retry builds on this module
+
+    result = _plan(body_spec, status, generation, observation, now, target, images, worker_images, name,
+                   namespace, uid, execute, peers, created, wal_free_min_bytes)
+    return retry.apply(result, retry_request, status, name, str(body_spec.get("mode", "test")), target, execute,
+                       now)
+
+
+def _plan(
+    body_spec: dict[str, Any],
+    status: dict[str, Any],
+    generation: int,
+    observation: SourceObservation | None,
+    now: datetime,
+    target: TargetObservation | None,
+    images: Mapping[int, str] | None,
+    worker_images: Mapping[int, str] | None,
+    name: str,
+    namespace: str,
+    uid: str,
+    execute: ExecuteObservation | None,
+    peers: list[PeerMigration] | None,
+    created: str,
+    wal_free_min_bytes: int | None,
 ) -> Plan:
     from . import executeplan as xp  # executeplan builds on this module
 
@@ -405,8 +433,9 @@ def _copy(b: _Builder, spec: MigrationSpec, t: TargetObservation, worker_image: 
             reason = "CopyFailed"
             msg = f"the copy Job failed: {job.error or 'see the Job pod logs'}"
         b.set(cond.COPY_VERIFIED, "False", reason, msg)
+        from .retry import how
         b.stalled("Failed", reason, msg,
-                  f"delete Job {b.target_status['copyJobName']} to retry the copy (the source is untouched)")
+                  f"the source is untouched; to retry the copy, {how(b.name, b.target_status['copyJobName'])}")
         return b.plan()
     stuck = job_waiting(b, job, f"the copy Job {b.target_status['copyJobName']}")
     if stuck is not None:
@@ -574,8 +603,9 @@ def _smoke(b: _Builder, job: JobObservation | None, events: list[Event]) -> tupl
         r = job.result or {}
         output = str(r.get("output") or r.get("error") or job.failure or "no output")[-600:]
         msg = f"your smoke test failed: {output}"
+        from .retry import how
         b.set(cond.SMOKE_TEST, "False", "SmokeTestFailed",
-              f"{msg} (to run it again: fix it, then delete Job {resources.names(b.name)['smokejob']})")
+              f"{msg} (to run it again: fix it, then {how(b.name, resources.names(b.name)['smokejob'])})")
         if old is None or old["status"] != "False":
             events.append(Event("Warning", "SmokeTestFailed", msg))
         return False, None

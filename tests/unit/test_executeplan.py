@@ -43,12 +43,12 @@ def cond(status: dict[str, Any], t: str) -> dict[str, Any]:
 def step(status: dict[str, Any], x: ExecuteObservation | None = None, job: JobObservation | None = None,
          spec: dict[str, Any] | None = None, now: datetime = NOW,
          source: SourceObservation | None = SOURCE, target: TargetObservation | None = None,
-         wal_free_min_bytes: int | None = None) -> planner.Plan:
+         wal_free_min_bytes: int | None = None, retry_request: str | None = None) -> planner.Plan:
     t = TargetObservation(FULL, 1, job=job) if target is None else target
     return planner.plan(spec or SPEC, status, 1, source, now, target=t,
                         images={18: "postgres:18"}, worker_images={18: "worker:18"}, name="m1", namespace="ns",
                         uid=UID, execute=x or ExecuteObservation(service_selector=dict(OLD_SELECTOR)),
-                        wal_free_min_bytes=wal_free_min_bytes)
+                        wal_free_min_bytes=wal_free_min_bytes, retry_request=retry_request)
 
 
 def checked(findings: list[dict[str, Any]] | None = None) -> dict[str, Any]:

@@ -289,7 +289,7 @@ def test_copy_failures_stall_with_the_reason(result: dict[str, Any] | None, reas
     p = _step(_checked(), JobObservation(failed=True, failure="BackoffLimitExceeded", result=result))
     assert p.status["phase"] == "Failed" and cond(p.status, "Ready")["reason"] == reason
     assert text in p.status["message"]
-    assert "delete Job m1-copy to retry" in cond(p.status, "Reconciling")["message"]
+    assert "to retry the copy, set annotation dbmigrate.dev/retry" in cond(p.status, "Reconciling")["message"]
     assert cond(p.status, "Stalled")["status"] == "True"
 
 
@@ -360,7 +360,7 @@ def test_smoke_test_runs_after_ready_and_gates_the_guardrail() -> None:
     assert bad.status["phase"] == "Ready"  # the server is still there to investigate
     assert ("Warning", "SmokeTestFailed") in [(e.type, e.reason) for e in bad.events]
     assert "testPassedAt" not in bad.status
-    assert c["message"].endswith("(to run it again: fix it, then delete Job m1-smoke)")
+    assert c["message"].endswith("--overwrite) or delete Job m1-smoke)")
     # The user deleted the failed Job: the test runs again, on the same test server.
     failed = {**st, **bad.status}
     again = planner.plan(SMOKE_SPEC, failed, 1, obs(), NOW, target=TargetObservation(FULL, 1), name="m1")
