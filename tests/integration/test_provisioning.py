@@ -138,12 +138,9 @@ def _pod_ready(core: kubernetes.client.CoreV1Api, ns: str, name: str) -> None:
                                            {"type": "ContainersReady", "status": "True"}]}})
 
 
-def test_copy_job_ready_then_ttl_expiry(operator: OperatorProcess, api: kubernetes.client.ApiClient,
-                                        namespace: str) -> None:
-    """Where a database would answer, the test writes what it would have produced: the passed
-    pre-flight condition, then the copy pod's exit and termination message."""
-    ns = namespace
-    apps, core = kubernetes.client.AppsV1Api(api), kubernetes.client.CoreV1Api(api)
+def _to_copying(api: kubernetes.client.ApiClient, ns: str) -> Any:
+    """A Migration whose pre-flight check passed, up to its copy Job (returned)."""
+    core = kubernetes.client.CoreV1Api(api)
     batch, co = kubernetes.client.BatchV1Api(api), kubernetes.client.CustomObjectsApi(api)
     sources.create(api, ns, sources.statefulset(), sources.service(), sources.secret())
     co.create_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, migration())
@@ -169,6 +166,17 @@ def test_copy_job_ready_then_ttl_expiry(operator: OperatorProcess, api: kubernet
         except AssertionError:
             continue
     assert job is not None, "the operator never created the copy Job"
+    return job
+
+
+def test_copy_job_ready_then_ttl_expiry(operator: OperatorProcess, api: kubernetes.client.ApiClient,
+                                        namespace: str) -> None:
+    """Where a database would answer, the test writes what it would have produced: the passed
+    pre-flight condition, then the copy pod's exit and termination message."""
+    ns = namespace
+    apps, core = kubernetes.client.AppsV1Api(api), kubernetes.client.CoreV1Api(api)
+    batch, co = kubernetes.client.BatchV1Api(api), kubernetes.client.CustomObjectsApi(api)
+    job = _to_copying(api, ns)
     assert _wait_phase(api, ns, "Copying")["progress"]["bytesTotal"] == 1000
     # The Job, field by field: worker image, both logins by reference, restricted, owned.
     assert job.metadata.owner_references[0].name == "m1"
@@ -234,3 +242,53 @@ def test_copy_job_ready_then_ttl_expiry(operator: OperatorProcess, api: kubernet
     assert apps.read_namespaced_stateful_set("pg", ns).spec.replicas == 1
     assert core.read_namespaced_service("pg", ns).spec.selector == {"app": "pg"}
     assert core.read_namespaced_secret("pg-admin", ns).data
+
+
+def test_retry_annotation_starts_a_failed_copy_again(operator: OperatorProcess, api: kubernetes.client.ApiClient,
+                                                     namespace: str) -> None:
+    """Someone who may edit the Migration but not its Jobs (a panel, GitOps) retries a failed
+    copy with a new value of dbmigrate.dev/retry; the test plays the kubelet for the copy pod."""
+    ns = namespace
+    core = kubernetes.client.CoreV1Api(api)
+    batch, co = kubernetes.client.BatchV1Api(api), kubernetes.client.CustomObjectsApi(api)
+    first = _to_copying(api, ns)
+    _wait_phase(api, ns, "Copying")
+    pod = wait_for(lambda: [p for p in core.list_namespaced_pod(ns, label_selector="job-name=m1-copy").items
+                            if p.metadata.owner_references[0].uid == first.metadata.uid], what="copy pod")[0]
+    # Exit code 2: the worker's "do not retry" code, so the Job fails at once (podFailurePolicy).
+    core.patch_namespaced_pod_status(pod.metadata.name, ns, {"status": {
+        "phase": "Failed", "containerStatuses": [{
+            "name": "copy", "image": "dbmigrate-worker:17", "imageID": "", "ready": False, "restartCount": 0,
+            "state": {"terminated": {"exitCode": 2, "reason": "Error",
+                                     "message": '{"ok":false,"error":"CommandFailed: pg_restore exited 1"}'}}}]}})
+    st = _wait_phase(api, ns, "Failed")
+    assert "pg_restore exited 1" in st["message"]
+    hint = next(c for c in st["conditions"] if c["type"] == "Reconciling")["message"]
+    assert "kubectl annotate migration m1 dbmigrate.dev/retry=<new value> --overwrite" in hint
+
+    def annotate(value: str) -> None:
+        co.patch_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, "m1",
+                                          {"metadata": {"annotations": {"dbmigrate.dev/retry": value}}})
+
+    def retried(value: str) -> Any:
+        return (lambda r: r if r.get("request") == value else None)(_status(api, ns).get("retry") or {})
+
+    annotate("1")
+    record = wait_for(lambda: retried("1"), what="status.retry for '1'")
+    assert record["result"] == "deleted Job m1-copy" and record["at"]
+    second = wait_for(lambda: (lambda j: j if j is not None and j.metadata.uid != first.metadata.uid else None)(
+        _read(lambda: batch.read_namespaced_job("m1-copy", ns))), timeout=60, what="the copy Job created again")
+    assert second.metadata.owner_references[0].name == "m1"
+    st = _wait_phase(api, ns, "Copying")
+    assert st["retry"] == record  # the same value seen by later reconciles: acted on once
+    ev = wait_for(lambda: [e for e in core.list_namespaced_event(ns).items if e.reason == "Retrying"],
+                  what="Retrying event")
+    assert "starting the copy again (deleting the failed Job m1-copy)" in ev[0].message
+
+    # Nothing has failed now: a new value is told so, and the running copy is left alone.
+    annotate("2")
+    assert wait_for(lambda: retried("2"), what="status.retry for '2'")["result"] == "nothing to retry"
+    ev = wait_for(lambda: [e for e in core.list_namespaced_event(ns).items if e.reason == "NothingToRetry"],
+                  what="NothingToRetry event")
+    assert "phase Copying" in ev[0].message
+    assert batch.read_namespaced_job("m1-copy", ns).metadata.uid == second.metadata.uid
