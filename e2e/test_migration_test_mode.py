@@ -106,17 +106,19 @@ def test_test_migration_to_17_is_ready_and_holds_the_data(cluster: Kubectl, oper
     smoke = _smoke_test(cluster, ns, "False", 120)
     assert smoke.get("reason") == "SmokeTestFailed", smoke
     assert 'ConfigMap "orders-chek" does not exist in this namespace' in smoke["message"], smoke
-    assert "then delete Job pg-to-17-smoke" in smoke["message"], smoke
+    assert "kubectl annotate migration pg-to-17 dbmigrate.dev/retry=<new value> --overwrite) or delete Job " \
+        "pg-to-17-smoke" in smoke["message"], smoke
     assert _status(cluster, ns, ".status.phase") == "Ready"  # the test server stays, to investigate
 
-    # The user creates the ConfigMap the Migration names and deletes the failed Job: the smoke
-    # test runs again, against the same test server, and passes (every row is there).
+    # The user creates the ConfigMap the Migration names and asks for a retry, as the message
+    # says: the smoke test runs again, against the same test server, and passes (every row is there).
     cluster.apply('apiVersion: v1\nkind: ConfigMap\nmetadata: {name: orders-chek}\ndata:\n'
                   '  smoke.sql: "SELECT 1 / (count(*) = 5000)::int FROM orders;"\n', ns)
-    cluster.run("-n", ns, "delete", "job", "pg-to-17-smoke", "--wait=true", "--timeout=60s", timeout=90)
+    cluster.run("-n", ns, "annotate", "mig", "pg-to-17", "dbmigrate.dev/retry=configmap-fixed", "--overwrite")
     smoke = _smoke_test(cluster, ns, "True", 180)
     assert smoke.get("reason") == "SmokeTestPassed", smoke
     assert _status(cluster, ns, ".status.testPassedAt")
+    assert _status(cluster, ns, ".status.retry.result") == "deleted Job pg-to-17-smoke"
 
     # 5. the source kept taking writes through its Service, and still does
     before = int(psql(cluster, ns, "SELECT count(*) FROM ticks"))

@@ -140,7 +140,9 @@ What Argo CD shows:
 - **Progressing**: no status yet; the operator has not observed the latest spec
   (`status.observedGeneration` < `metadata.generation`); or work is under way (`Reconciling=True`).
 - **Degraded**: `Stalled=True` or phase `Failed`. A human must act; the message says what
-  (e.g. `StatefulSet 'pg' not found`).
+  (e.g. `StatefulSet 'pg' not found`). A failed copy or smoke test is retried from Git: commit a
+  new value of the annotation `dbmigrate.dev/retry` (each value is acted on once, so syncing
+  the same manifest again retries nothing; `status.retry` records what it did).
 - **Suspended**: phase `Expired`. The test server was removed after `spec.test.ttl`; nothing
   happens until the spec changes (mode `execute`) or the Migration is deleted. Also an execute
   with `switchover: Manual` that is ready and waits for its approval annotation

@@ -48,10 +48,10 @@ def failed_job(name: str, mode: str, target: TargetObservation | None,
     """(Job name, what it does) of the failed step a retry starts again; None if none failed."""
     n = resources.names(name)
     t = target or TargetObservation()
-    candidates: list[tuple[JobObservation | None, str, str]] = [
-        (t.smoke_job, n["smokejob"], "your smoke test")]
+    # Test mode only for the smoke test: an execute never runs one (its target is a new server).
+    candidates: list[tuple[JobObservation | None, str, str]] = []
     if mode == "test":
-        candidates.append((t.job, n["copyjob"], "the copy"))
+        candidates += [(t.smoke_job, n["smokejob"], "your smoke test"), (t.job, n["copyjob"], "the copy")]
     elif execute is not None:
         candidates.append((execute.schema_job, n["schemajob"], "the copy of roles and schema"))
     return next(((job_name, what) for job, job_name, what in candidates if job is not None and job.failed), None)

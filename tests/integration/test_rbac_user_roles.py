@@ -110,6 +110,11 @@ def test_panel_bound_to_edit(control_plane: ControlPlane, api: kubernetes.client
     assert _status_code(lambda: panel.patch_namespaced_custom_object_status(
         GROUP, VERSION, namespace, PLURAL, "m1", {"status": {"phase": "Completed"}})) == 403
 
+    # Its "Retry" button: a new value of the retry annotation, a plain patch of the Migration.
+    retry = {"metadata": {"annotations": {"dbmigrate.dev/retry": "1"}}}
+    got = panel.patch_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "m1", retry)
+    assert got["metadata"]["annotations"]["dbmigrate.dev/retry"] == "1"
+
     # Once locked (as the operator does after the point of no return), the spec is frozen for the panel too.
     admin.patch_namespaced_custom_object_status(GROUP, VERSION, namespace, PLURAL, "m1", {"status": {"locked": True}})
     with pytest.raises(ApiException) as e:

@@ -115,3 +115,10 @@ def test_execute_dump_copy_failure_is_not_retried() -> None:
     assert retry.apply(planner.Plan(status={}), "1", st, "m1", "execute", TargetObservation(TFULL, 1, job=failed),
                        ExecuteObservation(service_selector=dict(OLD_SELECTOR)), NOW).status["retry"]["result"] == (
         "nothing to retry")
+
+
+def test_an_execute_never_retries_a_smoke_test() -> None:
+    """An execute runs no smoke test: a failed one left from the test is not "retried"."""
+    left = TargetObservation(TFULL, 1, smoke_job=JobObservation(failed=True))
+    assert retry.failed_job("m1", "execute", left, ExecuteObservation(service_selector=dict(OLD_SELECTOR))) is None
+    assert retry.failed_job("m1", "test", left, None) == ("m1-smoke", "your smoke test")
