@@ -94,8 +94,7 @@ async def perform(ctx: Context, action: object, obs: SourceObservation | None) -
                                               name_key="schemajob", jobs=ctx.config.copy_parallelism,
                                               job_resources=ctx.config.copy_resources))
     elif isinstance(action, retry.DeleteFailedJob):
-        if await kube.delete_owned(ctx.ns, "Job", action.name, ctx.uid):
-            ctx.logger.info("deleted failed Job %s: a retry was asked for", action.name)
+        return await _delete_for_retry(ctx, action.name)
     elif isinstance(action, planner.ExpireTarget | xp.ResetTestServer):
         await delete_target(ctx)
     elif isinstance(action, planner.RunPreflight):
@@ -194,6 +193,19 @@ async def run_preflight(ctx: Context) -> tuple[list[Finding] | None, str | None,
         return findings, None, size
     except Exception as e:  # unreachable server, auth failure, timeout: retried next reconcile
         return None, safe_error(e, *pws), None
+
+
+async def _delete_for_retry(ctx: Context, job: str) -> planner.Plan | None:
+    """status.retry already says the Job was deleted (written first, so a value is acted on
+    once): correct it when that did not happen."""
+    try:
+        if await kube.delete_owned(ctx.ns, "Job", job, ctx.uid):
+            ctx.logger.info("deleted failed Job %s: a retry was asked for", job)
+            return None
+        why = "it is gone already, or not this Migration's"
+    except Exception as e:  # the apiserver refused or was unreachable: the next value tries again
+        why = safe_error(e)
+    return retry.not_done(ctx.status, job, why)
 
 
 async def target_bytes(ctx: Context) -> int | None:

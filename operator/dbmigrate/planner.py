@@ -271,7 +271,7 @@ def plan(
     result = _plan(body_spec, status, generation, observation, now, target, images, worker_images, name,
                    namespace, uid, execute, peers, created, wal_free_min_bytes)
     return retry.apply(result, retry_request, status, name, str(body_spec.get("mode", "test")), target, execute,
-                       now)
+                       now, str((body_spec.get("source") or {}).get("statefulSetName", "")), peers)
 
 
 def _plan(

@@ -21,8 +21,8 @@ from typing import Any
 from . import conditions as cond
 from . import resources
 from .api import RETRY_ANNOTATION
-from .observed import ExecuteObservation, JobObservation, TargetObservation
-from .planner import Event, Plan
+from .observed import ExecuteObservation, JobObservation, PeerMigration, TargetObservation
+from .planner import TERMINAL_PHASES, Event, Plan
 
 # status.retry.request keeps at most this much of the value (an annotation may hold 256 kB).
 SHOWN = 63
@@ -43,44 +43,70 @@ def how(name: str, job: str) -> str:
             f"or delete Job {job}")
 
 
-def failed_job(name: str, mode: str, target: TargetObservation | None,
-               execute: ExecuteObservation | None) -> tuple[str, str] | None:
-    """(Job name, what it does) of the failed step a retry starts again; None if none failed."""
+def failed_job(name: str, mode: str, target: TargetObservation | None, execute: ExecuteObservation | None,
+               conditions: list[cond.Condition] | None = None) -> tuple[str, str] | None:
+    """(Job name, what it does) of the failed step a retry starts again; None if none failed.
+
+    With `conditions` (the plan's), only a Job whose failure is what the Migration reports: a
+    Migration stalled for another reason (its source gone, say) would not create it again."""
     n = resources.names(name)
     t = target or TargetObservation()
-    # Test mode only for the smoke test: an execute never runs one (its target is a new server).
-    candidates: list[tuple[JobObservation | None, str, str]] = []
+    # (Job, its name, what it does, the condition and reason its failure shows as)
+    candidates: list[tuple[JobObservation | None, str, str, str, tuple[str, ...]]] = []
     if mode == "test":
-        candidates += [(t.smoke_job, n["smokejob"], "your smoke test"), (t.job, n["copyjob"], "the copy")]
+        # Test mode only for the smoke test: an execute never runs one (its target is a new server).
+        candidates += [(t.smoke_job, n["smokejob"], "your smoke test", cond.SMOKE_TEST, ("SmokeTestFailed",)),
+                       (t.job, n["copyjob"], "the copy", cond.READY, ("CopyFailed", "VerificationFailed"))]
     elif execute is not None:
-        candidates.append((execute.schema_job, n["schemajob"], "the copy of roles and schema"))
-    return next(((job_name, what) for job, job_name, what in candidates if job is not None and job.failed), None)
+        candidates.append((execute.schema_job, n["schemajob"], "the copy of roles and schema", cond.READY,
+                           ("SchemaCopyFailed",)))
+    for job, job_name, what, ctype, reasons in candidates:
+        if job is None or not job.failed:
+            continue
+        shown = cond.find(conditions, ctype) if conditions is not None else None
+        if conditions is None or (shown is not None and shown.get("reason") in reasons):
+            return job_name, what
+    return None
 
 
 def pending(request: str | None, status: dict[str, Any]) -> str | None:
-    """The annotation's value when it is one not acted on yet."""
+    """The annotation's value when it is not the last one acted on."""
     if not request:
         return None
     done = (status.get("retry") or {}).get("request")
     return None if request[:SHOWN] == done else request
 
 
+def _rival(name: str, source: str, peers: list[PeerMigration]) -> PeerMigration | None:
+    """Another unfinished Migration of the same source: a retry would put this one back in
+    its way (the earlier one goes first), holding up, say, an execute that stopped writes."""
+    return next((p for p in peers if p.name != name and p.source == source and p.phase not in TERMINAL_PHASES),
+                None)
+
+
 def apply(result: Plan, request: str | None, status: dict[str, Any], name: str, mode: str,
-          target: TargetObservation | None, execute: ExecuteObservation | None, now: datetime) -> Plan:
-    """The plan, plus the retry a new request asks for. A reconcile that already has work to do
-    leaves the request for a later one (nothing is lost: it stays new until acted on)."""
+          target: TargetObservation | None, execute: ExecuteObservation | None, now: datetime,
+          source: str = "", peers: list[PeerMigration] | None = None) -> Plan:
+    """The plan, plus what a new request does. Every new value is answered at once, in
+    status.retry and an Event: a retry, or why there is nothing to retry now."""
     value = pending(request, status)
-    if value is None or result.action is not None:
+    if value is None:
         return result
     asked = f"{RETRY_ANNOTATION}={value[:SHOWN]!r}"
-    failed = failed_job(name, mode, target, execute)
     record = {"request": value[:SHOWN], "at": cond.rfc3339(now)}
-    if failed is None:
-        now_msg = result.status.get("message") or status.get("message") or ""
-        msg = f"{asked}: nothing to retry, no step has failed that runs again" + (
-            f" (phase {result.status.get('phase')}: {now_msg})" if now_msg else "")
+    failed = None if result.action is not None else failed_job(name, mode, target, execute,
+                                                               result.status.get("conditions"))
+    rival = _rival(name, source, peers or []) if failed is not None else None
+    if failed is None or rival is not None:
+        if rival is not None:
+            why = (f"Migration {rival.name!r} (phase {rival.phase}) is working on StatefulSet {source!r}; "
+                   f"delete it first, or create a new Migration")
+        else:
+            now_msg = result.status.get("message") or status.get("message") or ""
+            why = "no failed step to start again now" + (
+                f" (phase {result.status.get('phase')}: {now_msg})" if now_msg else "")
         result.status["retry"] = {**record, "result": "nothing to retry"}
-        result.events.append(Event("Normal", "NothingToRetry", msg))
+        result.events.append(Event("Normal", "NothingToRetry", f"{asked}: nothing to retry, {why}"))
         return result
     job, what = failed
     msg = f"{asked}: starting {what} again (deleting the failed Job {job})"
@@ -88,3 +114,11 @@ def apply(result: Plan, request: str | None, status: dict[str, Any], name: str, 
     result.events.append(Event("Normal", "Retrying", msg))
     result.action = DeleteFailedJob(job)
     return result
+
+
+def not_done(status: dict[str, Any], job: str, why: str) -> Plan:
+    """The Job of a retry could not be deleted: say so where the retry was recorded, so that
+    the value is not taken for done (a new value tries again)."""
+    record = dict(status.get("retry") or {})
+    msg = f"Job {job} was not deleted ({why}); set {RETRY_ANNOTATION} to a new value to try again"
+    return Plan(status={"retry": {**record, "result": msg}}, events=[Event("Warning", "RetryFailed", msg)])

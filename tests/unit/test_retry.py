@@ -4,7 +4,7 @@ from typing import Any
 
 from dbmigrate import executeplan as xp
 from dbmigrate import planner, retry
-from dbmigrate.observed import ExecuteObservation, JobObservation, TargetObservation
+from dbmigrate.observed import ExecuteObservation, JobObservation, PeerMigration, TargetObservation
 
 from .test_executeplan import LOGICAL_BLOCKER, OLD_SELECTOR, checked, merged
 from .test_executeplan import step as xstep
@@ -63,11 +63,52 @@ def test_nothing_failed_is_recorded_and_told() -> None:
     assert tstep({**st, **p.status}, JobObservation(active=1), "retry-now").events == []
 
 
-def test_a_reconcile_with_work_to_do_leaves_the_request_for_later() -> None:
+def test_a_request_while_work_is_under_way_is_answered_and_the_work_goes_on() -> None:
+    """Not held for later: it would retry a failure that happened after it was made."""
     st = _checked()
-    p = tstep(st, None, "1")  # the copy Job is to be created: that action wins
-    assert p.action == planner.CreateCopyJob("dbmigrate-worker:17") and "retry" not in p.status
-    assert all(e.reason not in ("Retrying", "NothingToRetry") for e in p.events)
+    p = tstep(st, None, "1")  # the copy Job is to be created
+    assert p.action == planner.CreateCopyJob("dbmigrate-worker:17")
+    assert p.status["retry"]["result"] == "nothing to retry"
+    assert [e.reason for e in p.events if e.reason in ("Retrying", "NothingToRetry")] == ["NothingToRetry"]
+    # That value is spent: the copy failing later needs a new one.
+    st = {**st, **p.status}
+    assert tstep(st, FAILED, "1").action is None
+
+
+def test_a_migration_stalled_for_another_reason_is_not_retried() -> None:
+    """Its failed Job would not be created again (the source is gone): deleting it does nothing."""
+    st = {**_checked(), **tstep(_checked(), FAILED, None).status}
+    t = TargetObservation(TFULL, 1, job=FAILED)
+    p = planner.plan(SPEC, st, 1, obs(full=False), NOW, target=t, images=IMAGES, worker_images=WORKERS,
+                     name="m1", namespace="ns", retry_request="1")
+    assert p.action is None and p.status["retry"]["result"] == "nothing to retry"
+    assert p.events[-1].reason == "NothingToRetry" and "StatefulSet" in p.events[-1].message  # what it waits on
+
+
+def test_no_retry_while_another_migration_works_on_the_source() -> None:
+    """Retrying the older, failed Migration would put it back in front of the newer one (which
+    may be an execute that stopped writes): the newer one keeps the source."""
+    st = {**_checked(), **tstep(_checked(), FAILED, None).status}
+    t = TargetObservation(TFULL, 1, job=FAILED)
+    newer = PeerMigration("m2", "pg", "SwitchingOver", "2026-03-01T13:00:00Z")
+    p = planner.plan(SPEC, st, 1, obs(), NOW, target=t, images=IMAGES, worker_images=WORKERS, name="m1",
+                     namespace="ns", peers=[newer], created="2026-03-01T11:00:00Z", retry_request="1")
+    assert p.action is None and p.status["retry"]["result"] == "nothing to retry"
+    assert "Migration 'm2' (phase SwitchingOver) is working on StatefulSet 'pg'" in p.events[-1].message
+    # A finished one is no obstacle.
+    done = PeerMigration("m2", "pg", "Completed", "2026-03-01T13:00:00Z")
+    p = planner.plan(SPEC, st, 1, obs(), NOW, target=t, images=IMAGES, worker_images=WORKERS, name="m1",
+                     namespace="ns", peers=[done], created="2026-03-01T11:00:00Z", retry_request="1")
+    assert p.action == retry.DeleteFailedJob("m1-copy")
+
+
+def test_a_job_not_deleted_is_said_where_the_retry_was_recorded() -> None:
+    st = {"retry": {"request": "1", "at": "2026-03-01T12:00:00Z", "result": "deleted Job m1-copy"}}
+    p = retry.not_done(st, "m1-copy", "it is gone already, or not this Migration's")
+    assert p.status == {"retry": {"request": "1", "at": "2026-03-01T12:00:00Z", "result": (
+        "Job m1-copy was not deleted (it is gone already, or not this Migration's); "
+        "set dbmigrate.dev/retry to a new value to try again")}}
+    assert [(e.type, e.reason) for e in p.events] == [("Warning", "RetryFailed")]
 
 
 def test_a_failed_smoke_test_is_retried() -> None:
