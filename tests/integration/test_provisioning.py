@@ -138,12 +138,13 @@ def _pod_ready(core: kubernetes.client.CoreV1Api, ns: str, name: str) -> None:
                                            {"type": "ContainersReady", "status": "True"}]}})
 
 
-def _to_copying(api: kubernetes.client.ApiClient, ns: str) -> Any:
-    """A Migration whose pre-flight check passed, up to its copy Job (returned)."""
+def _to_copying(api: kubernetes.client.ApiClient, ns: str, **spec: Any) -> Any:
+    """A Migration (``spec``: overrides of its spec) whose pre-flight check passed, up to its
+    copy Job (returned)."""
     core = kubernetes.client.CoreV1Api(api)
     batch, co = kubernetes.client.BatchV1Api(api), kubernetes.client.CustomObjectsApi(api)
     sources.create(api, ns, sources.statefulset(), sources.service(), sources.secret())
-    co.create_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, migration())
+    co.create_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, migration(**spec))
     _pod_ready(core, ns, "m1-target-0")
     _wait_phase(api, ns, "Checking")
     # Stand-in for a real server's check result (the engine's check is proven in the dataplane tier).
@@ -292,3 +293,66 @@ def test_retry_annotation_starts_a_failed_copy_again(operator: OperatorProcess, 
                   what="NothingToRetry event")
     assert "phase Copying" in ev[0].message
     assert batch.read_namespaced_job("m1-copy", ns).metadata.uid == second.metadata.uid
+
+
+def _copy_succeeds(core: kubernetes.client.CoreV1Api, ns: str) -> None:
+    """Play the kubelet: the copy pod exits 0 with its result."""
+    pod = wait_for(lambda: core.list_namespaced_pod(ns, label_selector="job-name=m1-copy").items, what="copy pod")[0]
+    result = '{"ok":true,"bytes":4200000,"seconds":7.5,"databases":3,"diff":"no differences"}'
+    core.patch_namespaced_pod_status(pod.metadata.name, ns, {"status": {
+        "phase": "Succeeded", "conditions": [{"type": "Ready", "status": "False"}],
+        "containerStatuses": [{"name": "copy", "ready": False, "restartCount": 0, "image": "dbmigrate-worker:17",
+                               "imageID": "", "state": {"terminated": {
+                                   "exitCode": 0, "reason": "Completed", "message": result}}}]}})
+
+
+def test_smoke_test_that_cannot_start_says_why_then_passes(operator: OperatorProcess,
+                                                           api: kubernetes.client.ApiClient,
+                                                           namespace: str) -> None:
+    """A smoke test from the user's pod template whose image cannot be pulled: the pod would
+    wait until the test's timeout, so the Migration says why at once (SmokeTestCannotStart,
+    the kubelet's words, a Warning Event). The test server stays Ready (the user may connect),
+    but the test has not passed, so an execute's requireSuccessfulTest guardrail does not
+    count it (no testPassedAt); once the pod runs and exits 0, it does. The test plays the
+    kubelet."""
+    ns = namespace
+    core, batch = kubernetes.client.CoreV1Api(api), kubernetes.client.BatchV1Api(api)
+    template = {"spec": {"containers": [{"name": "tests", "image": "registry.example/app-tests:1",
+                                         "command": ["./run-tests"]}]}}
+    _to_copying(api, ns, test={"smokeTest": {"job": {"template": template}}})
+    _copy_succeeds(core, ns)
+    job = wait_for(lambda: _read(lambda: batch.read_namespaced_job("m1-smoke", ns)), what="smoke Job")
+    assert job.metadata.owner_references[0].name == "m1"
+    c = job.spec.template.spec.containers[0]
+    assert c.image == "registry.example/app-tests:1"
+    assert {e.name for e in c.env} >= {"PGHOST", "PGPORT", "PGUSER", "PGPASSWORD"}
+    assert next(e for e in c.env if e.name == "PGPASSWORD").value_from.secret_key_ref.name == "m1-target-credentials"
+    pod = wait_for(lambda: core.list_namespaced_pod(ns, label_selector="job-name=m1-smoke").items, what="smoke pod")[0]
+    core.patch_namespaced_pod_status(pod.metadata.name, ns, {"status": {"containerStatuses": [{
+        "name": "tests", "image": c.image, "imageID": "", "ready": False, "restartCount": 0,
+        "state": {"waiting": {"reason": "ErrImagePull",
+                              "message": 'pull access denied for registry.example/app-tests'}}}]}})
+
+    def smoke(reason: str) -> Any:
+        st = _status(api, ns)
+        found = [c for c in st.get("conditions", []) if c["type"] == "SmokeTestPassed" and c["reason"] == reason]
+        return st if found else None
+
+    st = wait_for(lambda: smoke("SmokeTestCannotStart"), what="SmokeTestCannotStart")
+    c_smoke = next(c for c in st["conditions"] if c["type"] == "SmokeTestPassed")
+    assert c_smoke["status"] == "Unknown"
+    assert "ErrImagePull" in c_smoke["message"] and "spec.test.smokeTest" in c_smoke["message"]
+    assert st["phase"] == "Ready" and "testPassedAt" not in st
+    ev = wait_for(lambda: [e for e in core.list_namespaced_event(ns).items if e.reason == "SmokeTestCannotStart"],
+                  what="SmokeTestCannotStart event")
+    assert ev[0].type == "Warning" and "cannot start" in ev[0].message
+
+    # The image is fixed on the registry's side: the pod runs and exits 0.
+    core.patch_namespaced_pod_status(pod.metadata.name, ns, {"status": {
+        "phase": "Succeeded", "conditions": [{"type": "Ready", "status": "False"}],
+        "containerStatuses": [{"name": "tests", "ready": False, "restartCount": 0, "image": c.image, "imageID": "",
+                               "state": {"terminated": {"exitCode": 0, "reason": "Completed"}}}]}})
+    st = wait_for(lambda: smoke("SmokeTestPassed"), what="SmokeTestPassed")
+    assert next(c for c in st["conditions"] if c["type"] == "SmokeTestPassed")["status"] == "True"
+    st = wait_for(lambda: (lambda s: s if s.get("testPassedAt") else None)(_status(api, ns)), what="testPassedAt")
+    assert st["phase"] == "Ready" and st["testTargetVersion"] == "17"
