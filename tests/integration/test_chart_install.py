@@ -155,6 +155,11 @@ def test_upgrade_to_several_replicas_runs_a_restricted_statefulset(installed: In
     assert sorted(p.metadata.labels["apps.kubernetes.io/pod-index"] for p in pods) == ["0", "1"]
 
 
+def _resumed(log: str) -> bool:
+    """The replica's last word on peering was that it resumes (kopf logs both at INFO)."""
+    return log.rfind("Resuming operations") > log.rfind("Pausing operations in favour of")
+
+
 def test_standby_takes_over_when_the_active_replica_stops(control_plane: ControlPlane,
                                                          api: kubernetes.client.ApiClient, tmp_path: Path) -> None:
     """replicas: 2, watching one namespace (Roles + a KopfPeering there): pod 1 acts, pod 0 waits;
@@ -179,23 +184,35 @@ def test_standby_takes_over_when_the_active_replica_stops(control_plane: Control
             wait_until(op.healthy, timeout=90, what="replica /healthz")
         peering = f"{release}-dbmigrate"
         wait_until(lambda: len(_peers(cp, "kopfpeering", peering, watch_ns)) == 2, timeout=60, what="two peers")
-        wait_until(lambda: "Pausing operations in favour of" in standby.text(), timeout=60, what="standby pauses")
+        # kopf starts every replica paused until it has read the peering object. A standby that
+        # first reads it with the active replica in it stays paused without a word; one that
+        # read it before the active replica's first keep-alive resumes, then pauses (logged).
+        # Either way: paused now, and still so 2 s later.
+        def paused() -> bool:
+            if _resumed(standby.text()):
+                return False
+            time.sleep(2)
+            return not _resumed(standby.text())
+
+        wait_until(paused, timeout=60, interval=0.2, what="standby pauses")
 
         co.create_namespaced_custom_object(GROUP, VERSION, watch_ns, PLURAL, migration("before"))
         wait_until(lambda: _acted(watch_ns) in active.text(), timeout=60, what="active reconciles")
         assert _acted(watch_ns) not in standby.text()
 
+        mark = len(standby.text())
         active.stop()  # SIGTERM, as a rolling update or node drain does
-        wait_until(lambda: "Resuming operations" in standby.text(), timeout=60, what="standby resumes")
+        wait_until(lambda: "Resuming operations" in standby.text()[mark:], timeout=60, what="standby resumes")
         co.create_namespaced_custom_object(GROUP, VERSION, watch_ns, PLURAL, migration("after"))
         wait_until(lambda: _acted(watch_ns) in standby.text(), timeout=60, what="standby took over")
 
         # The higher-priority replica comes back (its pod restarted): the standby yields again and,
         # while paused, reconciles nothing (its 2 s resync timer would otherwise show up in the log).
+        mark = len(standby.text())
         restarted = ChartOperator(cp, sts, op_ns, f"{release}-dbmigrate-1", tmp_path,
                                   pod_labels={"apps.kubernetes.io/pod-index": "1"}).start()
         ops.append(restarted)
-        wait_until(lambda: standby.text().count("Pausing operations in favour of") >= 2, timeout=90,
+        wait_until(lambda: "Pausing operations in favour of" in standby.text()[mark:], timeout=90,
                    what="standby pauses for the restarted replica")
         # A reconcile already running when the pause came finishes (kopf does not cancel it):
         # wait for 3 s without its requests. A standby that kept its 2 s timer never gets there.
@@ -213,8 +230,9 @@ def test_standby_takes_over_when_the_active_replica_stops(control_plane: Control
 
         # Crash (SIGKILL, no goodbye in the peering object): the standby resumes once the dead
         # replica's keep-alive expires (kopf's peering lifetime, 60 s).
+        mark = len(standby.text())
         restarted.stop(kill=True)
-        wait_until(lambda: standby.text().count("Resuming operations") >= 2, timeout=150,
+        wait_until(lambda: "Resuming operations" in standby.text()[mark:], timeout=150,
                    what="standby resumes after the crash")
         mark = len(standby.text())
         wait_until(lambda: _acted(watch_ns) in standby.text()[mark:], timeout=60, what="standby acts again")
