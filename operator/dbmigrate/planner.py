@@ -691,10 +691,14 @@ def test_required(body_spec: dict[str, Any], status: dict[str, Any], name: str, 
             f"run a Migration with mode test first (this one may be switched from test to execute)")
 
 
+def active_peers(name: str, source: str, peers: list[PeerMigration]) -> list[PeerMigration]:
+    """The other unfinished Migrations of the same source StatefulSet."""
+    return [p for p in peers if p.name != name and p.source == source and p.phase not in TERMINAL_PHASES]
+
+
 def blocking_peer(name: str, created: str, source: str, peers: list[PeerMigration]) -> PeerMigration | None:
     """The earliest other active Migration of the same source, if it came before this one."""
-    rivals = sorted((p for p in peers if p.name != name and p.source == source and p.phase not in TERMINAL_PHASES),
-                    key=lambda p: (p.created, p.name))
+    rivals = sorted(active_peers(name, source, peers), key=lambda p: (p.created, p.name))
     if rivals and (rivals[0].created, rivals[0].name) < (created, name):
         return rivals[0]
     return None

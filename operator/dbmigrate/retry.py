@@ -22,7 +22,7 @@ from . import conditions as cond
 from . import resources
 from .api import RETRY_ANNOTATION
 from .observed import ExecuteObservation, JobObservation, PeerMigration, TargetObservation
-from .planner import TERMINAL_PHASES, Event, Plan
+from .planner import Event, Plan, active_peers
 
 # status.retry.request keeps at most this much of the value (an annotation may hold 256 kB).
 SHOWN = 63
@@ -80,8 +80,7 @@ def pending(request: str | None, status: dict[str, Any]) -> str | None:
 def _rival(name: str, source: str, peers: list[PeerMigration]) -> PeerMigration | None:
     """Another unfinished Migration of the same source: a retry would put this one back in
     its way (the earlier one goes first), holding up, say, an execute that stopped writes."""
-    return next((p for p in peers if p.name != name and p.source == source and p.phase not in TERMINAL_PHASES),
-                None)
+    return next(iter(active_peers(name, source, peers)), None)
 
 
 def apply(result: Plan, request: str | None, status: dict[str, Any], name: str, mode: str,

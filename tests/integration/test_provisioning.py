@@ -209,14 +209,7 @@ def test_copy_job_ready_then_ttl_expiry(operator: OperatorProcess, api: kubernet
     assert st["phase"] == "Copying" and "ImagePullBackOff" in st["message"] and "m1-copy" in st["message"]
     assert "worker image" in next(c for c in st["conditions"] if c["type"] == "Reconciling")["message"]
 
-    # Play the kubelet: the copy pod exits 0 with its result.
-    result = '{"ok":true,"bytes":4200000,"seconds":7.5,"databases":3,"diff":"no differences"}'
-    core.patch_namespaced_pod_status(pod.metadata.name, ns, {"status": {
-        "phase": "Succeeded",
-        "conditions": [{"type": "Ready", "status": "False"}],
-        "containerStatuses": [{"name": "copy", "ready": False, "restartCount": 0, "image": c.image,
-                               "imageID": "", "state": {"terminated": {
-                                   "exitCode": 0, "reason": "Completed", "message": result}}}]}})
+    _copy_succeeds(core, ns)
     st = _wait_phase(api, ns, "Ready")
     assert st["testServer"]["host"] == f"m1-target.{ns}.svc"
     assert st["testServer"]["credentialsSecretName"] == "m1-target-credentials"
