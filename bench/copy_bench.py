@@ -14,16 +14,17 @@ Each method's CPU seconds (its servers, its client processes, this process) are 
 beside its time, and "cores busy" (CPU seconds / seconds): on a machine with few cores the
 copy is CPU-bound, and a method's time is its CPU divided by the cores it keeps busy.
 
-Where the data go: by default the system's temporary directory, a disk as a database has. On
-a tmpfs (DBMIGRATE_BENCH_DIR=/dev/shm) nothing waits for storage: pg_basebackup becomes a
-memory copy (500 MB/s here) and the comparison is one of CPU alone. Measured on this machine,
-both ways, in the closing notes. This machine's root filesystem is ext4 without a journal:
-there the kernel skips the inodes freed in the last 30 s when it creates a file, reading each
-candidate (``recently_deleted``, seen with ``perf record -a -g``), so right after thousands of
-deletions (a test suite, or the previous run's cleanup) creating 2000 tables took 7 s instead
-of 1.4 s, for every method alike. The benchmark therefore deletes the runs' files at its end
-(``LATER``), not between runs, and writes each run's files out (sync) before the next
-starts; run it on a quiet machine.
+Where the data go: DBMIGRATE_BENCH_DIR, else the system's temporary directory. ``make bench``
+sets it to a journaled ext4 (hack/bench-fs.sh, a loop-mounted image), as database volumes
+are. This machine's root filesystem is ext4 without a journal: only there the kernel skips the
+inodes freed in the last 5-300 s when it creates a file, reading each candidate
+(``recently_deleted``, seen with ``perf record -a -g``), so right after thousands of deletions
+(a test suite, or the previous run's cleanup) creating 2000 tables took 7 s instead of 1.4 s,
+and one pg_dump | psql 7.7 s then 2.9 s in two runs a minute apart. The benchmark also deletes
+the runs' files at its end (``LATER``), not between runs, and writes each run's files out
+(sync) before the next starts; run it on a quiet machine. On a tmpfs
+(DBMIGRATE_BENCH_DIR=/dev/shm) nothing waits for storage and the comparison is one of CPU
+alone.
 """
 
 from __future__ import annotations

@@ -41,7 +41,9 @@ def _prepared(src: PgServer, tgt: PgServer, work: Path, schema: str = SCHEMA, ro
     toc = work / "toc.list"
     run(commands.toc_list(tgt.bindir, dumpdir, toc))
     with Snapshot(src.ci(), "shop") as snap:
-        keys = table_keys(src.ci(), "shop", snap.id, 0)
+        tables = [(str(r[0]), str(r[1])) for r in src.execute(
+            "SELECT schemaname, tablename FROM pg_tables WHERE schemaname = 'public'", "shop")]
+        keys = table_keys(src.ci(), "shop", snap.id, tables)
     entries = toc.read_text()
     return (EarlyIndexes(tgt.bindir, tgt.ci(), "shop", dumpdir, per_table(entries, keys)),
             entries, keys)
@@ -64,6 +66,18 @@ def _wait(what: str, cond: Callable[[], object]) -> None:
 
 def _user_indexes(tgt: PgServer) -> list[str]:
     return [str(r[0]) for r in tgt.execute(INDEXES, "shop") if r[0] in USER_INDEXES]
+
+
+def test_only_the_tables_asked_for_have_their_keys_read(pg_factory: StartServer, tmp_path: Path) -> None:
+    src = pg_factory(15)
+    src.execute("CREATE DATABASE shop")
+    src.execute(SCHEMA, "shop")
+    with Snapshot(src.ci(), "shop") as snap:
+        keys = table_keys(src.ci(), "shop", snap.id, [("public", "big")])
+        none = table_keys(src.ci(), "shop", snap.id, [])
+    assert set(keys) == {("public", "big")}
+    assert len(keys[("public", "big")]) == 3  # primary key, unique constraint, plain index
+    assert none == {}
 
 
 def test_a_queued_table_gets_its_keys_while_the_copy_goes_on(

@@ -320,7 +320,8 @@ def _copy_streamed(source: ConnInfo, target: ConnInfo, dbname: str, dumpdir: Pat
             # schema dump (which needs ``todo``): same snapshot, the source has cores to spare.
             independent_f = side.submit(lambda: independent_tables(source, dbname, snap.id)
                                         if reorder else None)
-            keys_f = side.submit(table_keys, source, dbname, snap.id, opts.early_index_bytes)
+            keys_f = side.submit(table_keys, source, dbname, snap.id,
+                                 [(t.schema, t.name) for t in todo if t.bytes >= opts.early_index_bytes])
             run(commands.dump_db(opts.bindir, source, dbname, dumpdir, 1, snapshot=snap.id,
                                  exclude_data=patterns([(t.schema, t.name) for t in todo])))
             t1 = time.monotonic()

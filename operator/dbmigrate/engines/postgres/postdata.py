@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Iterable
 from pathlib import Path
 
 from . import commands
@@ -21,7 +22,7 @@ from .stream import fetch_at
 
 log = logging.getLogger(__name__)
 
-# Per ordinary table (partitions included) at least min_bytes big: its indexes that back no
+# Per ordinary table (partitions included) of the given (schema, name) pairs: its indexes that back no
 # constraint (pg_dump: INDEX, catalog pg_class), and its primary key, unique and exclusion
 # constraints (CONSTRAINT, catalog pg_constraint). A partition's own entries are standalone
 # statements; attaching them to the parent's (INDEX ATTACH) stays for the final restore.
@@ -39,17 +40,21 @@ FROM (
 ) x
 JOIN pg_class c ON c.oid = x.rel
 JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE c.relkind = 'r' AND pg_table_size(c.oid) >= %s
-  AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_toast'
+JOIN unnest(%s::text[], %s::text[]) AS w(schema, name) ON w.schema = n.nspname AND w.name = c.relname
+WHERE c.relkind = 'r'
 GROUP BY n.nspname, c.relname
 """
 
 
 def table_keys(source: ConnInfo, dbname: str, snapshot: str,
-               min_bytes: int) -> dict[Key, set[ObjectId]]:
-    """The dump entries (``TABLE_KEYS``) of every table at least ``min_bytes`` big."""
+               tables: Iterable[Key]) -> dict[Key, set[ObjectId]]:
+    """The dump entries (``TABLE_KEYS``) of ``tables``. The caller picks them by the sizes it
+    already has: a size per table in this query cost the source a dozen file look-ups each
+    (measured: a third of the source's work when copying 2000 small tables)."""
+    wanted = list(tables)
     return {(r["schema"], r["name"]): set(zip(r["catalogs"], r["oids"], strict=True))
-            for r in fetch_at(source, dbname, snapshot, TABLE_KEYS, [min_bytes])}
+            for r in fetch_at(source, dbname, snapshot, TABLE_KEYS,
+                              [[s for s, _ in wanted], [n for _, n in wanted]])}
 
 
 class EarlyIndexes:

@@ -21,6 +21,7 @@ a ``Release`` tells which tables exist (committed) so far.
 
 from __future__ import annotations
 
+import heapq
 import logging
 import os
 import subprocess
@@ -121,24 +122,52 @@ class Release:
 
     def __init__(self, *, everything: bool = False) -> None:
         self.cond = threading.Condition()
-        self._ready: set[tuple[str, str]] = set()
-        self._closed = everything
+        self._new: list[tuple[str, str]] = []
+        self.closed = everything
         self.failed = False
 
     def add(self, tables: set[tuple[str, str]]) -> None:
         with self.cond:
-            self._ready |= tables
+            self._new.extend(tables)
             self.cond.notify_all()
 
     def close(self, *, failed: bool = False) -> None:
         with self.cond:
-            self._closed = True
+            self.closed = True
             self.failed = failed
             self.cond.notify_all()
 
-    def ready(self, t: StreamTable) -> bool:
-        """Call with ``cond`` held."""
-        return self._closed or (t.schema, t.name) in self._ready
+    def take_new(self) -> list[tuple[str, str]]:
+        """The tables released since the last call (its one consumer: ``stream``). Call with
+        ``cond`` held."""
+        new, self._new = self._new, []
+        return new
+
+
+class _Queue:
+    """Pieces of released tables, biggest first, and those of tables not released yet.
+    Picking one costs a heap pop: a scan of every pending piece on each pick cost seconds
+    of this process's CPU with thousands of small tables."""
+
+    def __init__(self, pieces: list[Piece]) -> None:
+        self._waiting: dict[tuple[str, str], list[tuple[int, int, Piece]]] = {}
+        for i, p in enumerate(pieces):  # ``plan`` order (biggest first) breaks ties
+            self._waiting.setdefault((p.table.schema, p.table.name), []).append((-p.bytes, i, p))
+        self._ready: list[tuple[int, int, Piece]] = []
+
+    def promote(self, gate: Release) -> None:
+        """Make the pieces of newly released tables (every table once ``gate`` is closed)
+        ready. Call with ``gate.cond`` held."""
+        keys = list(self._waiting) if gate.closed else gate.take_new()
+        for k in keys:
+            for item in self._waiting.pop(k, []):
+                heapq.heappush(self._ready, item)
+
+    def pop(self) -> Piece | None:
+        return heapq.heappop(self._ready)[2] if self._ready else None
+
+    def __bool__(self) -> bool:
+        return bool(self._ready or self._waiting)
 
 
 class Snapshot:
@@ -174,9 +203,10 @@ def _sql(p: Piece, truncate: bool) -> tuple[str, str | None, str]:
 def _copy_in_process(src: psycopg.Connection[tuple[object, ...]],
                      tgt: psycopg.Connection[tuple[object, ...]], p: Piece) -> None:
     """Small tables: no truncate, for a few rows a new relation file costs more than the
-    WAL it saves."""
+    WAL it saves. ``tgt`` is in autocommit: the COPY is its own transaction (a failure
+    half way sends CopyFail, nothing of it stays), without a BEGIN and a COMMIT to wait for."""
     out, _, inn = _sql(p, truncate=False)
-    with tgt.transaction(), tgt.cursor() as tcur, src.cursor() as scur, \
+    with tgt.cursor() as tcur, src.cursor() as scur, \
             tcur.copy(inn.encode()) as cin, scur.copy(out.encode()) as cout:
         for chunk in cout:
             cin.write(chunk)
@@ -213,10 +243,11 @@ def stream(source: ConnInfo, target: ConnInfo, dbname: str, snapshot: str, todo:
     several times faster than pglz). ``release``: the tables that exist so far (None: all).
     ``split_bytes``: see ``plan``. The first worker error stops the others and is raised."""
     gate = release or Release(everything=True)
-    pending = plan(todo, jobs, chunk_bytes, split_bytes)
+    pieces = plan(todo, jobs, chunk_bytes, split_bytes)
     left = {(t.schema, t.name): 0 for t in todo}
-    for p in pending:
+    for p in pieces:
         left[(p.table.schema, p.table.name)] += 1
+    pending = _Queue(pieces)
     errors: list[BaseException] = []
     opts = "-c synchronous_commit=off" + (
         f" -c default_toast_compression={toast_compression}" if toast_compression else "")
@@ -224,9 +255,9 @@ def stream(source: ConnInfo, target: ConnInfo, dbname: str, snapshot: str, todo:
     def take() -> Piece | None:
         with gate.cond:
             while not errors and not gate.failed and pending:
-                for i, p in enumerate(pending):
-                    if gate.ready(p.table):
-                        return pending.pop(i)
+                pending.promote(gate)
+                if (p := pending.pop()) is not None:
+                    return p
                 gate.cond.wait(1.0)
             return None
 

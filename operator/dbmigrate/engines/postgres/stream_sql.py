@@ -34,13 +34,18 @@ def _fmt(binary: bool) -> sql.SQL:
 
 def copy_out(schema: str, name: str, columns: list[str], binary: bool,
              first_block: int | None = None, end_block: int | None = None) -> sql.Composed:
-    """All rows, or those in heap blocks [first_block, end_block) (a TID range scan)."""
+    """All rows, or those in heap blocks [first_block, end_block) (a TID range scan).
+
+    A whole table is the plain ``COPY table TO``: the same rows as ``SELECT ... FROM ONLY``
+    (COPY TO never reads child tables), without a query to parse and plan, which for
+    thousands of small tables was a sixth of the source's work."""
     cols = sql.SQL(", ").join(sql.Identifier(c) for c in columns)
-    where: sql.Composable = sql.SQL("")
-    if first_block is not None:
-        where = sql.SQL(" WHERE ctid >= {}::tid").format(sql.Literal(f"({first_block},0)"))
-        if end_block is not None:
-            where += sql.SQL(" AND ctid < {}::tid").format(sql.Literal(f"({end_block},0)"))
+    if first_block is None:
+        return sql.SQL("COPY {} ({}) TO STDOUT (FORMAT {})").format(
+            sql.Identifier(schema, name), cols, _fmt(binary))
+    where = sql.SQL(" WHERE ctid >= {}::tid").format(sql.Literal(f"({first_block},0)"))
+    if end_block is not None:
+        where += sql.SQL(" AND ctid < {}::tid").format(sql.Literal(f"({end_block},0)"))
     return sql.SQL("COPY (SELECT {} FROM ONLY {}{}) TO STDOUT (FORMAT {})").format(
         cols, sql.Identifier(schema, name), where, _fmt(binary))
 
