@@ -15,7 +15,10 @@ set -euo pipefail
 CACHE="${DBMIGRATE_CACHE:-$HOME/.cache/dbmigrate}"
 MNT="${DBMIGRATE_BENCH_MNT:-/mnt/dbmigrate-bench}"
 IMG="$CACHE/bench-fs.ext4"
-SIZE="${DBMIGRATE_BENCH_FS_SIZE:-24G}"   # sparse: takes only what the benchmark writes
+# Sparse, and mounted with discard so deleted files give their blocks back to the host: it
+# takes only what the benchmark holds at once (DBMIGRATE_BENCH_REPEAT=3 at 1 GB: ~25 GB,
+# every run's data directories are kept to the end, see copy_bench.LATER).
+SIZE="${DBMIGRATE_BENCH_FS_SIZE:-64G}"
 
 log() { printf '[bench-fs %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
@@ -30,10 +33,10 @@ if [ ! -f "$IMG" ]; then
   # lazy init: no zeroing of inode tables at mkfs time (the image stays sparse).
   mkfs.ext4 -q -F -E lazy_itable_init=1,lazy_journal_init=1 "$IMG" >&2
 fi
-if ! mount -o loop "$IMG" "$MNT" 2>/dev/null; then
+if ! mount -o loop,discard "$IMG" "$MNT" 2>/dev/null; then
   log "cannot loop-mount $IMG: using the temp directory"
   exit 0
 fi
 chmod 1777 "$MNT"
-log "journaled ext4 ($SIZE sparse image) mounted at $MNT"
+log "journaled ext4 (sparse image $IMG) mounted at $MNT"
 echo "$MNT"
